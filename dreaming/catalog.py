@@ -1,0 +1,374 @@
+"""The catalog: small, concurrently written metadata (stores and heads, versions, dreams, snapshots).
+
+SQLite under the lake root in WAL mode with a busy timeout, reached through SQLAlchemy Core so that
+Postgres can replace it (set ``DREAMS_CATALOG_URL``). Parquet holds the data; this holds pointers.
+Writes that must not interleave (head compare-and-swap, status transitions) run in one transaction
+that takes the write lock up front (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from dreaming.errors import Conflict, InvalidState, NotFound
+from dreaming.models import Dream, utcnow
+from dreaming.settings import Settings, get_settings
+
+metadata = sa.MetaData()
+
+stores = sa.Table(
+    "stores",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False, unique=True),
+    sa.Column("description", sa.String, nullable=False, default=""),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    sa.Column("scope", sa.String, nullable=False),
+    sa.Column("head_version", sa.Integer),
+    sa.Column("forked_from", sa.JSON),  # {"store_id", "version", "dream_id"} for create_new outputs
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("archived_at", sa.DateTime(timezone=True)),
+)
+
+store_versions = sa.Table(
+    "store_versions",
+    metadata,
+    sa.Column("store_id", sa.String, sa.ForeignKey("stores.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("state", sa.String, nullable=False),  # reserved | ready
+    sa.Column("parent_version", sa.Integer),
+    sa.Column("created_by", sa.JSON, nullable=False),  # {"type": "dream|user|api", "id": ...}
+    sa.Column("message", sa.String, nullable=False, default=""),
+    sa.Column("path", sa.String),
+    sa.Column("file_sha256", sa.String),
+    sa.Column("memory_count", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+dreams = sa.Table(
+    "dreams",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("store_id", sa.String, nullable=False, index=True),
+    sa.Column("status", sa.String, nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("archived_at", sa.DateTime(timezone=True)),
+    sa.Column("body", sa.JSON, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("tenant", sa.String, nullable=False),
+    sa.Column("agent_id", sa.String),
+    sa.Column("source_path", sa.String, nullable=False),
+    sa.Column("source_sha256", sa.String, nullable=False, index=True),
+    sa.Column("source_format", sa.String, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),  # lake-relative parquet paths written
+    sa.Column("days", sa.JSON, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("sessions", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+dreamt_sessions = sa.Table(
+    "dreamt_sessions",
+    metadata,
+    sa.Column("store_id", sa.String, primary_key=True),
+    sa.Column("session_id", sa.String, primary_key=True),
+    sa.Column("dream_id", sa.String, nullable=False),
+)
+
+ALLOWED_TRANSITIONS = {
+    "pending": {"running", "canceled", "failed"},
+    "running": {"completed", "failed", "canceled"},
+    "completed": set(),
+    "failed": set(),
+    "canceled": set(),
+}
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt
+
+
+class Catalog:
+    """Thin, typed access to the catalog tables. One instance per process is enough."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or get_settings()
+        url = self.settings.resolved_catalog_url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30}, poolclass=sa.pool.NullPool)
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _rec):  # pragma: no cover - trivial
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            @event.listens_for(self.engine, "begin")
+            def _begin(conn):  # pragma: no cover - trivial
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            self.engine = sa.create_engine(url)
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def tx(self) -> Iterator[sa.Connection]:
+        """One write transaction (takes the write lock at BEGIN on SQLite)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # --- stores -------------------------------------------------------------------------------
+
+    def insert_store(self, conn: sa.Connection, row: dict) -> None:
+        if conn.execute(sa.select(stores.c.id).where(stores.c.name == row["name"])).first():
+            raise InvalidState(f"a memory store named {row['name']!r} already exists")
+        conn.execute(stores.insert().values(**row))
+
+    def get_store(self, ref: str) -> dict:
+        """A store by id or by name."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(stores).where((stores.c.id == ref) | (stores.c.name == ref))).mappings().first()
+        if r is None:
+            raise NotFound(f"no memory store {ref!r} (give a memstore_ id or a store name; see `dreams store list`)")
+        return self._store(r)
+
+    def list_stores(self, include_archived: bool = False) -> list[dict]:
+        q = sa.select(stores).order_by(stores.c.created_at, stores.c.id)
+        if not include_archived:
+            q = q.where(stores.c.archived_at.is_(None))
+        with self.engine.connect() as conn:
+            return [self._store(r) for r in conn.execute(q).mappings()]
+
+    @staticmethod
+    def _store(r) -> dict:
+        d = dict(r)
+        for k in ("created_at", "updated_at", "archived_at"):
+            d[k] = _aware(d[k])
+        return d
+
+    def cas_head(self, conn: sa.Connection, store_id: str, expected: int | None, new: int) -> None:
+        """Move ``store_id``'s head from ``expected`` to ``new``; raise Conflict if it moved."""
+        res = conn.execute(
+            stores.update()
+            .where(stores.c.id == store_id)
+            .where(
+                stores.c.head_version.is_(None) if expected is None else stores.c.head_version == expected
+            )
+            .values(head_version=new, updated_at=utcnow())
+        )
+        if res.rowcount != 1:
+            cur = conn.execute(sa.select(stores.c.head_version).where(stores.c.id == store_id)).scalar()
+            raise Conflict(f"store {store_id} head is v{cur}, not v{expected}: somebody promoted first")
+
+    # --- versions -----------------------------------------------------------------------------
+
+    def reserve_version(
+        self, store_id: str, parent_version: int | None, created_by: dict, message: str
+    ) -> int:
+        """Allocate the next version number (state 'reserved' until its file is in place)."""
+        with self.tx() as conn:
+            cur = conn.execute(
+                sa.select(sa.func.max(store_versions.c.version)).where(store_versions.c.store_id == store_id)
+            ).scalar()
+            version = (cur or 0) + 1
+            conn.execute(
+                store_versions.insert().values(
+                    store_id=store_id,
+                    version=version,
+                    state="reserved",
+                    parent_version=parent_version,
+                    created_by=created_by,
+                    message=message,
+                    created_at=utcnow(),
+                )
+            )
+        return version
+
+    def finish_version(
+        self, conn: sa.Connection, store_id: str, version: int, path: str, sha: str, count: int
+    ) -> None:
+        conn.execute(
+            store_versions.update()
+            .where((store_versions.c.store_id == store_id) & (store_versions.c.version == version))
+            .values(state="ready", path=path, file_sha256=sha, memory_count=count)
+        )
+
+    def get_version(self, store_id: str, version: int) -> dict:
+        with self.engine.connect() as conn:
+            r = (
+                conn.execute(
+                    sa.select(store_versions).where(
+                        (store_versions.c.store_id == store_id)
+                        & (store_versions.c.version == version)
+                        & (store_versions.c.state == "ready")
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if r is None:
+            raise NotFound(f"store {store_id} has no version {version}")
+        d = dict(r)
+        d["created_at"] = _aware(d["created_at"])
+        return d
+
+    def list_versions(self, store_id: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(store_versions)
+                .where((store_versions.c.store_id == store_id) & (store_versions.c.state == "ready"))
+                .order_by(store_versions.c.version)
+            ).mappings()
+            out = [dict(r) for r in rows]
+        for d in out:
+            d["created_at"] = _aware(d["created_at"])
+        return out
+
+    # --- dreams -------------------------------------------------------------------------------
+
+    def insert_dream(self, dream: Dream) -> None:
+        with self.tx() as conn:
+            conn.execute(dreams.insert().values(**self._dream_row(dream)))
+
+    @staticmethod
+    def _dream_row(d: Dream) -> dict:
+        return {
+            "id": d.id,
+            "store_id": d.store_id,
+            "status": d.status,
+            "created_at": d.created_at,
+            "archived_at": d.archived_at,
+            "body": json.loads(d.model_dump_json()),
+        }
+
+    def get_dream(self, dream_id: str, conn: sa.Connection | None = None) -> Dream:
+        q = sa.select(dreams.c.body).where(dreams.c.id == dream_id)
+        if conn is None:
+            with self.engine.connect() as c:
+                body = c.execute(q).scalar()
+        else:
+            body = conn.execute(q).scalar()
+        if body is None:
+            raise NotFound(f"no dream {dream_id!r} (see `dreams list`)")
+        return Dream.model_validate(body)
+
+    def save_dream(self, conn: sa.Connection, dream: Dream) -> None:
+        conn.execute(dreams.update().where(dreams.c.id == dream.id).values(**self._dream_row(dream)))
+
+    def update_dream(self, dream_id: str, mutate) -> Dream:
+        """Read-modify-write a dream in one transaction; ``mutate(dream)`` may raise to abort."""
+        with self.tx() as conn:
+            d = self.get_dream(dream_id, conn)
+            mutate(d)
+            self.save_dream(conn, d)
+        return d
+
+    def transition(self, dream_id: str, to: str, **fields) -> Dream:
+        """Move a dream to status ``to`` if the lifecycle allows it; terminal statuses never change."""
+
+        def mutate(d: Dream) -> None:
+            if to not in ALLOWED_TRANSITIONS[d.status]:
+                raise InvalidState(f"dream {d.id} is {d.status}; it cannot become {to}")
+            d.status = to
+            for k, v in fields.items():
+                setattr(d, k, v)
+            if to in ("completed", "failed", "canceled"):
+                d.ended_at = utcnow()
+
+        return self.update_dream(dream_id, mutate)
+
+    def list_dreams(
+        self,
+        store_id: str | None = None,
+        statuses: list[str] | None = None,
+        include_archived: bool = False,
+        limit: int | None = None,
+    ) -> list[Dream]:
+        q = sa.select(dreams.c.body).order_by(dreams.c.created_at.desc(), dreams.c.id.desc())
+        if store_id:
+            q = q.where(dreams.c.store_id == store_id)
+        if statuses:
+            q = q.where(dreams.c.status.in_(statuses))
+        if not include_archived:
+            q = q.where(dreams.c.archived_at.is_(None))
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [Dream.model_validate(b) for b in conn.execute(q).scalars()]
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def find_snapshot(self, source_sha256: str, tenant: str, agent_id: str | None, fmt: str) -> dict | None:
+        with self.engine.connect() as conn:
+            r = (
+                conn.execute(
+                    sa.select(snapshots).where(
+                        (snapshots.c.source_sha256 == source_sha256)
+                        & (snapshots.c.tenant == tenant)
+                        & (
+                            snapshots.c.agent_id.is_(None)
+                            if agent_id is None
+                            else snapshots.c.agent_id == agent_id
+                        )
+                        & (snapshots.c.source_format == fmt)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return dict(r) if r else None
+
+    def insert_snapshot(self, conn: sa.Connection, row: dict) -> None:
+        conn.execute(snapshots.insert().values(**row))
+
+    def list_snapshots(self, tenant: str | None = None) -> list[dict]:
+        q = sa.select(snapshots).order_by(snapshots.c.created_at)
+        if tenant:
+            q = q.where(snapshots.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    # --- watermark: sessions already dreamt over, per store -----------------------------------
+
+    def mark_dreamt(self, conn: sa.Connection, store_id: str, session_ids: list[str], dream_id: str) -> None:
+        if not session_ids:
+            return
+        have = set(
+            conn.execute(
+                sa.select(dreamt_sessions.c.session_id).where(
+                    (dreamt_sessions.c.store_id == store_id) & dreamt_sessions.c.session_id.in_(session_ids)
+                )
+            ).scalars()
+        )
+        new = [{"store_id": store_id, "session_id": s, "dream_id": dream_id} for s in session_ids if s not in have]
+        if new:
+            conn.execute(dreamt_sessions.insert(), new)
+
+    def dreamt_session_ids(self, store_id: str) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(
+                conn.execute(
+                    sa.select(dreamt_sessions.c.session_id).where(dreamt_sessions.c.store_id == store_id)
+                ).scalars()
+            )
+
+
+__all__ = ["Catalog", "Conflict"]

@@ -1,0 +1,60 @@
+"""The `dreams` command line (typer). Each command group lives in its own module.
+
+See docs/cli.md for every command; DESIGN §9 is the contract.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dreaming.errors import DreamsError
+
+app = typer.Typer(
+    name="dreams",
+    help="Dreaming for agent memory: consolidate memory stores from past agent sessions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+store_app = typer.Typer(help="Memory stores: create, list, show, export, history.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+def _register() -> None:
+    # Importing a module registers its commands on `app` / `store_app`.
+    import importlib
+    import pkgutil
+
+    import dreaming.cli as pkg
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)):
+        if mod.startswith("cmd_"):
+            importlib.import_module(f"dreaming.cli.{mod}")
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app, turning DreamsError into a clear message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except DreamsError as e:
+        from dreaming.cli.common import err_console
+
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        raise

@@ -1,0 +1,75 @@
+"""Shared CLI plumbing: output as a rich table or JSON, and the error → exit-code contract.
+
+Exit codes: 0 success; 1 a run that ended failed/rejected; 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print the object(s) as JSON.")
+
+
+def _default(o: Any):
+    if isinstance(o, datetime):
+        return o.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(o, date):
+        return o.isoformat()
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    return str(o)
+
+
+def print_json(obj: Any) -> None:
+    """JSON on stdout, nothing else (so scripts can pipe it)."""
+    typer.echo(json.dumps(obj, default=_default, indent=2, ensure_ascii=False))
+
+
+def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*("" if r.get(c) is None else _cell(r.get(c)) for c in columns))
+    console.print(t)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(v)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+_DUR = re.compile(r"^(\d+)\s*([smhdw])$")
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """'7d', '12h', '30m', '2w' or an ISO date/time → an aware UTC datetime."""
+    if not text:
+        return None
+    m = _DUR.match(text.strip())
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        delta = {"s": timedelta(seconds=n), "m": timedelta(minutes=n), "h": timedelta(hours=n),
+                 "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        return datetime.now(UTC) - delta
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--since: expected a duration like 7d / 12h or an ISO date, got {text!r}")
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -1,0 +1,60 @@
+"""One settings object: every path and threshold the system reads comes from here.
+
+Values come from the environment (prefix ``DREAMS_``), e.g. ``DREAMS_HOME=/srv/lake``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DREAMS_", extra="ignore")
+
+    home: Path = Field(default=PROJECT_ROOT / "data", description="Lake root: everything the system owns.")
+    catalog_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the catalog; default: SQLite under the lake root."
+    )
+    max_sessions_per_dream: int = Field(default=100, ge=1, description="Anthropic's cap is 100; raise for big lakes.")
+    max_instructions_chars: int = 4096
+    default_model: str = "claude-sonnet-4-6"
+    allowed_models: list[str] = Field(
+        default_factory=lambda: ["claude-sonnet-4-6", "claude-opus-4-8", "claude-haiku-4-5", "claude-opus-4-6"]
+    )
+    token_budget_per_dream: int = Field(default=400_000, ge=1, description="Claude curator: input+output tokens.")
+    max_removed_share: float = Field(default=0.25, ge=0, le=1, description="Gate: share of base memories removed.")
+
+    @property
+    def transcripts_dir(self) -> Path:
+        return self.home / "transcripts"
+
+    @property
+    def stores_dir(self) -> Path:
+        return self.home / "stores"
+
+    @property
+    def dreams_dir(self) -> Path:
+        return self.home / "dreams"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where files are written before they are validated and renamed into place."""
+        return self.home / "_staging"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.sqlite"
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.catalog_path}"
+
+
+def get_settings(**overrides) -> Settings:
+    """Fresh settings from the environment (cheap; not cached so tests can move the lake)."""
+    return Settings(**overrides)
