@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over the core package: each wraps one plain function and adds retries/logging."""

@@ -1,0 +1,303 @@
+"""The dream job as plain functions: create → read → curate → output, plus cancel and archive.
+
+A dream never edits what it read: the base version is immutable and the candidate is a new
+version of the same store that only becomes the head through promotion (dreaming.promotion).
+Every step is re-runnable: a retried dream with the same id reuses what is already written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from dreaming import ids
+from dreaming.atomic import write_text_atomic
+from dreaming.catalog import Catalog
+from dreaming.changeset import apply_changes, counts, finalize, read_changeset, write_changeset
+from dreaming.curators.base import CurationInput, CurationResult
+from dreaming.errors import BadInput, DreamFailure, InvalidState, NotFound
+from dreaming.lake import Lake
+from dreaming.models import Change, Dream, DreamError, Memory, utcnow
+from dreaming.policy import Policy
+from dreaming.report import render_report
+from dreaming.signals import Signals
+from dreaming.stores import Scope, StoreService
+
+CURATORS = ("rules", "claude")
+OUTPUT_BEHAVIORS = ("create_new", "update_existing")
+
+
+@dataclass
+class Selection:
+    """How a dream picks its sessions: explicit ids, a time window, or all not yet dreamt over."""
+
+    session_ids: list[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    all_new: bool = False
+
+    @classmethod
+    def for_day(cls, day: date | str) -> "Selection":
+        d = date.fromisoformat(day) if isinstance(day, str) else day
+        start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        return cls(since=start, until=start + timedelta(days=1))
+
+
+@dataclass
+class DreamInputs:
+    """What the read step hands to the curator."""
+
+    dream: Dream
+    store: dict
+    base: list[Memory]
+    sessions: list[dict]
+    signals: Signals
+    now: datetime
+    notes: list[str] = field(default_factory=list)
+
+
+class DreamService:
+    def __init__(self, catalog: Catalog | None = None):
+        self.catalog = catalog or Catalog()
+        self.settings = self.catalog.settings
+        self.stores = StoreService(self.catalog)
+
+    # --- create -----------------------------------------------------------------------------
+
+    def create(
+        self,
+        store_ref: str,
+        selection: Selection | None = None,
+        *,
+        curator: str = "rules",
+        model: str | None = None,
+        instructions: str | None = None,
+        output_behavior: str = "create_new",
+        require_approval: bool = False,
+        dream_id: str | None = None,
+        flow_run_id: str | None = None,
+    ) -> Dream:
+        """Validate the request, resolve the sessions and record a `pending` dream.
+
+        With ``dream_id`` given and already recorded, returns that dream (a retry resumes it).
+        """
+        if dream_id:
+            try:
+                return self.catalog.get_dream(dream_id)
+            except NotFound:
+                pass
+        if curator not in CURATORS:
+            raise BadInput(f"unknown curator {curator!r}; choose one of {', '.join(CURATORS)}", field="curator")
+        if output_behavior not in OUTPUT_BEHAVIORS:
+            raise BadInput(f"output_behavior must be one of {', '.join(OUTPUT_BEHAVIORS)}", field="output_behavior")
+        if instructions is not None:
+            if not instructions.strip():
+                instructions = None
+            elif len(instructions) > self.settings.max_instructions_chars:
+                raise BadInput(
+                    f"instructions are {len(instructions)} characters; at most "
+                    f"{self.settings.max_instructions_chars} are allowed",
+                    field="instructions",
+                )
+        if curator == "claude":
+            model = model or self.settings.default_model
+            if model not in self.settings.allowed_models:
+                raise BadInput(
+                    f"model {model!r} is not allowed; allowed: {', '.join(self.settings.allowed_models)} "
+                    "(setting DREAMS_ALLOWED_MODELS)",
+                    field="model",
+                )
+        store = self.catalog.get_store(store_ref)
+        if store["archived_at"] is not None:
+            raise InvalidState(f"store {store['name']} is archived")
+        session_ids = self.select_sessions(store, selection or Selection(all_new=True))
+        dream = Dream(
+            id=dream_id or ids.new_id(ids.DREAM),
+            store_id=store["id"],
+            session_ids=sorted(session_ids),
+            model={"id": model or curator},
+            instructions=instructions,
+            output_behavior=(
+                {"type": "update_existing", "memory_store_id": store["id"]}
+                if output_behavior == "update_existing"
+                else {"type": "create_new"}
+            ),
+            curator=curator,
+            flow_run_id=flow_run_id,
+            require_approval=require_approval,
+        )
+        self.catalog.insert_dream(dream)
+        return dream
+
+    def select_sessions(self, store: dict, sel: Selection) -> list[str]:
+        """Session ids for a dream of ``store``. Explicit ids are checked later, in read()."""
+        cap = self.settings.max_sessions_per_dream
+        if sel.session_ids:
+            ids_ = sorted(set(sel.session_ids))
+            if len(ids_) > cap:
+                raise BadInput(
+                    f"{len(ids_)} sessions given; a dream takes at most {cap} (setting DREAMS_MAX_SESSIONS_PER_DREAM)",
+                    field="session",
+                )
+            return ids_
+        scope = Scope.parse(store["scope"])
+        with Lake(self.settings) as lake:
+            rows = lake.sessions(tenant=scope.tenant, agent=scope.agent, since=sel.since, until=sel.until)
+        chosen = [r["session_id"] for r in rows]
+        if sel.all_new:
+            done = self.catalog.dreamt_session_ids(store["id"])
+            chosen = [s for s in chosen if s not in done]
+        return chosen[:cap]  # oldest first; the rest wait for the next dream
+
+    # --- read ---------------------------------------------------------------------------------
+
+    def read(self, dream_id: str, policy: Policy | None = None) -> DreamInputs:
+        """Mark the dream running, check its sessions, read the base version and extract signals."""
+        dream = self.catalog.get_dream(dream_id)
+        if dream.status == "pending":
+            dream = self.catalog.transition(dream_id, "running")
+        self._check_live(dream)
+        store = self.catalog.get_store(dream.store_id)
+        base_version = dream.base_version or store["head_version"]
+        if dream.base_version is None:
+            dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "base_version", base_version))
+        base = self.stores.read_version(store["id"], base_version)
+        scope = Scope.parse(store["scope"])
+        with Lake(self.settings) as lake:
+            sessions = lake.sessions(session_ids=dream.session_ids) if dream.session_ids else []
+            found = {s["session_id"]: s for s in sessions}
+            for sid in dream.session_ids:
+                s = found.get(sid)
+                if s is None:
+                    raise DreamFailure("input_session_unavailable", f"session {sid} is not in the lake")
+                if s["tenant"] != scope.tenant or (scope.agent and s["agent_id"] != scope.agent):
+                    raise DreamFailure(
+                        "input_session_unavailable",
+                        f"session {sid} belongs to {s['tenant']}/{s['agent_id']}, outside the store's scope {scope}",
+                    )
+            from dreaming.signals import extract_signals
+
+            signals = extract_signals(lake.con, dream.session_ids, policy or Policy())
+        now = max((s["ended_at"] for s in sessions), default=None) or dream.created_at
+        return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
+                           now=now.astimezone(UTC))
+
+    # --- curate -------------------------------------------------------------------------------
+
+    def curate(self, inputs: DreamInputs, policy: Policy | None = None, curator=None) -> CurationResult:
+        """Run the dream's curator over the inputs; changes come back finalised and ordered."""
+        from dreaming.curators import get_curator
+
+        dream = inputs.dream
+        self._check_live(self.catalog.get_dream(dream.id))
+        cur = curator or get_curator(dream.curator)
+        result = cur.curate(
+            CurationInput(
+                dream_id=dream.id,
+                store=inputs.store,
+                base=inputs.base,
+                session_ids=dream.session_ids,
+                signals=inputs.signals,
+                instructions=dream.instructions,
+                policy=policy or Policy(),
+                now=inputs.now,
+                model=dream.model.get("id") if dream.curator == "claude" else None,
+            )
+        )
+        result.changes = finalize(result.changes, dream.id)
+        if result.usage.total:
+            self.catalog.update_dream(dream.id, lambda d: d.usage.add(result.usage))
+        return result
+
+    # --- output -------------------------------------------------------------------------------
+
+    def output(self, inputs: DreamInputs, result: CurationResult) -> Dream:
+        """Write the candidate version, the changeset and the report; mark the dream completed."""
+        dream = self.catalog.get_dream(inputs.dream.id)
+        self._check_live(dream)
+        folder = self.settings.dreams_dir / dream.id
+        changeset_path = folder / "changeset.parquet"
+        changes = result.changes
+        if dream.candidate_version is None or not changeset_path.exists():
+            candidate = apply_changes(inputs.base, changes, now=inputs.now)
+            c = counts(changes)
+            message = f"dream {dream.id}: " + " ".join(f"{op} {n}" for op, n in c.items() if n and op != "keep")
+            version = self.stores.write_version(
+                dream.store_id, candidate, dream.base_version, {"type": "dream", "id": dream.id}, message
+            )
+            write_changeset(changes, changeset_path, self.settings.staging_dir)
+            dream = self.catalog.update_dream(dream.id, lambda d: _set(d, candidate_version=version, counts=c))
+        else:
+            changes = read_changeset(changeset_path)
+        write_text_atomic(render_report(dream, changes, result.notes), folder / "report.md", self.settings.staging_dir)
+
+        def complete(d: Dream) -> None:
+            if d.status != "running":
+                raise InvalidState(f"dream {d.id} is {d.status}; it cannot complete")
+            d.status = "completed"
+            d.ended_at = utcnow()
+            d.outputs = [{"type": "memory_store", "memory_store_id": d.store_id, "version": d.candidate_version}]
+
+        with self.catalog.tx() as conn:
+            d = self.catalog.get_dream(dream.id, conn)
+            complete(d)
+            self.catalog.save_dream(conn, d)
+            self.catalog.mark_dreamt(conn, d.store_id, d.session_ids, d.id)
+        return d
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def fail(self, dream_id: str, type: str, message: str) -> Dream:
+        """Mark a pending/running dream failed; a terminal dream is left as it is."""
+        d = self.catalog.get_dream(dream_id)
+        if d.terminal:
+            return d
+        return self.catalog.transition(dream_id, "failed", error=DreamError(type=type, message=message[:2000]))
+
+    def cancel(self, dream_id: str) -> Dream:
+        """Cancel a pending or running dream (idempotent on a canceled one; 400-like on others)."""
+        d = self.catalog.get_dream(dream_id)
+        if d.status == "canceled":
+            return d
+        if d.status in ("completed", "failed"):
+            raise InvalidState(f"dream {dream_id} is {d.status}; only pending or running dreams can be canceled")
+        return self.catalog.transition(dream_id, "canceled")
+
+    def archive(self, dream_id: str) -> Dream:
+        """Archive a terminal dream (idempotent); pending/running ones must be canceled first."""
+
+        def mutate(d: Dream) -> None:
+            if not d.terminal:
+                raise InvalidState(f"dream {dream_id} is {d.status}; cancel it first, then archive")
+            if d.archived_at is None:
+                d.archived_at = utcnow()
+
+        return self.catalog.update_dream(dream_id, mutate)
+
+    def changes(self, dream_id: str) -> list[Change]:
+        d = self.catalog.get_dream(dream_id)
+        path = self.settings.dreams_dir / d.id / "changeset.parquet"
+        if not path.exists():
+            raise InvalidState(f"dream {dream_id} is {d.status} and has no changeset yet")
+        return read_changeset(path)
+
+    def _check_live(self, d: Dream) -> None:
+        if d.status == "canceled":
+            raise DreamCanceled(d.id)
+        if d.status == "failed":
+            raise DreamFailure(d.error.type if d.error else "internal_error",
+                               d.error.message if d.error else "the dream failed earlier")
+
+
+class DreamCanceled(Exception):
+    """The dream was canceled while running; the flow stops at the next step boundary."""
+
+
+def _set(d: Dream, **kw) -> None:
+    for k, v in kw.items():
+        setattr(d, k, v)
+
+
+def dream_summary(d: Dream) -> dict:
+    return json.loads(json.dumps(d.to_api(), default=str))

@@ -1,0 +1,90 @@
+"""The dream: read → curate → output → gate → (review) → promote.
+
+    store @ base version + sessions ──READ──▶ signals (DuckDB)
+                                    ──CURATE──▶ typed changeset with evidence (rules | Claude)
+                                    ──OUTPUT──▶ candidate version (unpromoted) + diff artifacts
+                                    ──GATE────▶ Great Expectations on candidate + changeset
+                                    ──REVIEW──▶ automatic, or a person approves in the UI / CLI
+                                    ──PROMOTE─▶ compare-and-swap of the store's head
+
+Each step is a thin task over dreaming.dreams / dreaming.gate / dreaming.promotion. A retried
+run resumes the same dream (its id derives from the flow run) and never promotes twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, Completed
+
+from dreaming import ids
+from dreaming.dreams import DreamCanceled, Selection
+from dreaming.errors import DreamFailure
+from flows.hooks import dream_selection, mark_canceled, mark_crashed, on_error
+from tasks.curate import curate
+from tasks.gate import gate_task
+from tasks.output import write_output
+from tasks.promote import promote_task
+from tasks.review import await_approval, reject_task, request_approval_task
+from tasks.read import begin, read_inputs
+
+
+@flow(name="dream", retries=1, retry_delay_seconds=10, log_prints=True,
+      on_cancellation=[mark_canceled], on_crashed=[mark_crashed])
+def dream(
+    store: str,
+    session_ids: list[str] | None = None,
+    since: str | None = None,
+    day: str | None = None,
+    curator: Literal["rules", "claude"] = "rules",
+    model: str | None = None,
+    instructions: str | None = None,
+    output_behavior: Literal["create_new", "update_existing"] = "create_new",
+    require_approval: bool = False,
+    approval_timeout_s: int = 3600,
+    dream_id: str | None = None,
+) -> dict:
+    """Consolidate one memory store from its sessions (all not yet dreamt over, unless narrowed).
+
+    ``approval_timeout_s=0`` records the dream as awaiting approval and returns at once, for
+    review from the CLI (`dreams approve`); otherwise the run pauses with an approval form.
+    """
+    log = get_run_logger()
+    selection: Selection = dream_selection(session_ids, since, day)
+    d = begin(store, selection, dream_id or ids.stable_id(ids.DREAM, flow_run.id), str(flow_run.id),
+              curator=curator, model=model, instructions=instructions,
+              output_behavior=output_behavior, require_approval=require_approval)
+    try:
+        if d.status != "completed":
+            inputs = read_inputs(d.id)                       # READ
+            result = curate(inputs)                          # CURATE
+            d = write_output(inputs, result)                 # OUTPUT
+        if d.promotion.state == "promoted":
+            return d.to_api()                                # a resumed run never promotes twice
+        gate = gate_task(d.id)                               # GATE
+        if not gate["success"]:
+            return Completed(name="Rejected", message=f"gate failed: {gate['summary']}", data=d.to_api())
+        if require_approval:                                 # REVIEW
+            request_approval_task(d.id)
+            decision = await_approval(d, approval_timeout_s)
+            if decision is None:
+                return Completed(name="AwaitingApproval", message="approve with `dreams approve " + d.id + "`")
+            if not decision.approve:
+                reject_task(d.id, decided_by="prefect-ui", reason=decision.note)
+                return Completed(name="Rejected", message=f"rejected in review: {decision.note}")
+            d = promote_task(d.id, decided_by="prefect-ui", accepted_change_ids=decision.change_ids or None,
+                             reason=decision.note)
+        else:
+            d = promote_task(d.id, decided_by="auto")         # PROMOTE
+        log.info("dream %s: promotion %s", d.id, d.promotion.state)
+        return d.to_api()
+    except DreamCanceled:
+        return Cancelled(message=f"dream {d.id} was canceled")
+    except DreamFailure as e:
+        on_error(d.id, e, final=True)
+        raise
+    except Exception as e:
+        on_error(d.id, e, final=flow_run.run_count > 1)
+        raise
