@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import yaml
 
 from dreaming import ids
 from dreaming.atomic import write_parquet_atomic, write_text_atomic
 from dreaming.catalog import Catalog
 from dreaming.errors import BadInput, InvalidState
 from dreaming.models import Memory, memories_from_table, memories_to_table, utcnow
-from dreaming.schema import MAX_MEMORIES
+from dreaming.schema import KINDS, MAX_MEMORIES, TAINTS
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ""}
 _SCOPE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.*-]+)?$")
@@ -138,7 +140,7 @@ class StoreService:
             target = directory / m.path.lstrip("/")
             if directory.resolve() not in target.resolve().parents:
                 raise BadInput(f"memory path escapes the export folder: {m.path!r}")
-            write_text_atomic(m.content, target, self.settings.staging_dir)
+            write_text_atomic(render_memory_file(m), target, self.settings.staging_dir)
             written.append(target)
         return written
 
@@ -173,16 +175,18 @@ def read_memory_dir(directory: Path) -> list[Memory]:
             content = f.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise BadInput(f"not valid UTF-8 at byte {e.start}", file=str(f)) from None
+        meta, content = split_front_matter(content, str(f))
         try:
             memories.append(
                 Memory(
                     memory_id=ids.stable_id(ids.MEMORY, "dir", rel.as_posix()),
                     path="/" + rel.as_posix(),
                     content=content,
-                    kind=_kind_from_path(rel.as_posix()),
-                    taint="user",
+                    kind=meta.pop("kind", None) or _kind_from_path(rel.as_posix()),
+                    taint=meta.pop("taint", None) or "user",
                     created_at=now,
                     updated_at=now,
+                    **meta,
                 )
             )
         except ValueError as e:
@@ -194,3 +198,113 @@ def _kind_from_path(rel: str) -> str:
     top = rel.split("/", 1)[0].lower().rstrip("s")
     return {"preference": "preference", "mistake": "mistake", "workflow": "workflow", "fact": "fact",
             "insight": "insight"}.get(top, "note")
+
+
+# --- optional front matter of memory files (docs/scenarios.md#front-matter) ---------------------
+
+FRONT_MATTER_FIELDS = ("key", "kind", "pinned", "valid_until", "first_seen", "last_seen", "confidence", "taint")
+_FM_TIMES = ("valid_until", "first_seen", "last_seen")
+
+
+def split_front_matter(text: str, file: str = "") -> tuple[dict, str]:
+    """``(fields, body)`` of a memory file that may start with a YAML front matter block.
+
+    ``---`` on the first line, YAML ``name: value`` lines, ``---`` alone on a line; the body is
+    everything after that line. Recognised fields: key, kind, pinned, valid_until, first_seen,
+    last_seen (dates or RFC 3339 times, UTC when no zone is given), confidence (0-1), taint.
+    Other fields (e.g. Claude Code's ``name``/``description``/``type``) are ignored. A block that
+    is not a YAML mapping (a Markdown rule followed by text) is content, not front matter. An empty
+    block (``---``, ``---``) is front matter with no fields. Bad values raise ``BadInput`` naming the
+    file, line and field.
+    """
+    norm = text[1:] if text.startswith("\ufeff") else text
+    if not (norm.startswith("---\n") or norm.startswith("---\r\n")):
+        return {}, text
+    lines = norm.splitlines(keepends=True)
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip("\r\n") == "---"), None)
+    if end is None:
+        return {}, text
+    block = "".join(lines[1:end])
+    try:
+        data = yaml.safe_load(block)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise BadInput(f"front matter is not valid YAML: {getattr(e, 'problem', e)}", file=file,
+                       line=(mark.line + 2) if mark else None) from None
+    if data is None:
+        data = {}
+    elif not isinstance(data, dict):
+        return {}, text
+    body = "".join(lines[end + 1:])
+    line_of = {ln.split(":", 1)[0].strip(): i + 2 for i, ln in enumerate(lines[1:end]) if ":" in ln}
+    out: dict = {}
+    for name in FRONT_MATTER_FIELDS:
+        if name not in data or data[name] is None:
+            continue
+        value, where = data[name], {"file": file, "line": line_of.get(name), "field": name}
+        if name == "key":
+            if not isinstance(value, str | int) or not str(value).strip():
+                raise BadInput("key must be a non-empty string", **where)
+            out[name] = str(value).strip()
+        elif name == "kind":
+            if value not in KINDS:
+                raise BadInput(f"kind must be one of {', '.join(KINDS)}, got {value!r}", **where)
+            out[name] = value
+        elif name == "taint":
+            if value not in TAINTS:
+                raise BadInput(f"taint must be one of {', '.join(TAINTS)}, got {value!r}", **where)
+            out[name] = value
+        elif name == "pinned":
+            if not isinstance(value, bool):
+                raise BadInput(f"pinned must be true or false, got {value!r}", **where)
+            out[name] = value
+        elif name == "confidence":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise BadInput(f"confidence must be a number from 0 to 1, got {value!r}", **where)
+            out[name] = float(value)
+        else:
+            out[name] = _fm_time(value, where)
+    return out, body
+
+
+def _fm_time(value, where: dict) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"not a date or RFC 3339 time: {value!r}", **where) from None
+    else:
+        raise BadInput(f"not a date or RFC 3339 time: {value!r}", **where)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def memory_front_matter(m: Memory) -> dict:
+    """The front matter ``export`` writes for ``m``: key, kind (when the top folder would not give it),
+    pinned, valid_until and, with any of those, last_seen. Empty when the memory needs none."""
+    fm: dict = {}
+    if m.key:
+        fm["key"] = m.key
+    if m.kind != _kind_from_path(m.path.lstrip("/")):
+        fm["kind"] = m.kind
+    if m.pinned:
+        fm["pinned"] = True
+    if m.valid_until is not None:
+        fm["valid_until"] = m.valid_until.astimezone(UTC)
+    if fm and m.last_seen is not None:
+        fm["last_seen"] = m.last_seen.astimezone(UTC)
+    return fm
+
+
+def render_memory_file(m: Memory) -> str:
+    """A memory as a file: front matter (when it has any) and its content, read back by ``read_memory_dir``."""
+    fm = memory_front_matter(m)
+    if fm:
+        return "---\n" + yaml.safe_dump(fm, sort_keys=False, default_flow_style=False, allow_unicode=True) + \
+            "---\n" + m.content
+    if m.content.startswith("---\n") or m.content.startswith("---\r\n") or m.content.startswith("\ufeff---"):
+        return "---\n---\n" + m.content  # an empty block keeps content that looks like front matter intact
+    return m.content

@@ -1,0 +1,80 @@
+"""`dreams demo`: generate a realistic sample lake and run a dream on it end to end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import typer
+
+from dreaming.cli import app
+from dreaming.cli.common import JsonOpt, console, fail, print_json
+from dreaming.settings import get_settings
+
+MARKER = ".dreams-demo"
+
+
+def _prepare(home: Path) -> None:
+    """The demo owns its lake: rebuild it, but never wipe a folder the demo did not make."""
+    if home.exists() and any(home.iterdir()):
+        if not (home / MARKER).exists():
+            fail(f"{home} exists and is not a demo lake; choose another --home")
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / MARKER).write_text("made by `dreams demo`; rebuilt on every run\n")
+
+
+@app.command("demo")
+def demo(
+    seed: int = typer.Option(0, help="Scenario seed (same seed → same lake and same dream)."),
+    home: Path | None = typer.Option(None, help="Demo lake (default: $DREAMS_HOME/demo)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Generate a sample lake (agents, sessions, a starting store) and dream over it."""
+    home = (home or get_settings().home / "demo").resolve()
+    _prepare(home)
+    os.environ["DREAMS_HOME"] = str(home)  # flows and tasks read the lake from the environment
+
+    from dreaming.catalog import Catalog
+    from dreaming.cli.cmd_dream import exit_code, print_outcome, run_dream_flow
+    from dreaming.dreams import DreamService
+    from dreaming.report import grouped
+    from dreaming.scenarios import generate_scenario
+    from dreaming.stores import StoreService
+
+    say = (lambda *a, **k: None) if json_ else console.print
+    scenario = generate_scenario(home / "sources", seed=seed)
+    catalog = Catalog()
+    reports = scenario.ingest(catalog)
+    files = sum(len(r.files) for r in reports)
+    sessions = sum(f.sessions for r in reports for f in r.files)
+    events = sum(f.events for r in reports for f in r.files)
+    say(f"[bold]1. ingest[/]  {files} transcript files ({', '.join(scenario.transcripts)}) → "
+        f"{sessions} sessions, {events} events in {home / 'transcripts'}")
+    store = StoreService(catalog).create_from_dir("demo-memory", scenario.store_dir, scope=scenario.scope,
+                                                  description="what the support agents have learned")
+    say(f"[bold]2. store[/]   {store['name']} ({store['id']}) v1 from {scenario.store_dir}, scope {store['scope']}")
+    svc = DreamService(catalog)
+    d = svc.create(store["id"], output_behavior="update_existing")
+    say(f"[bold]3. dream[/]   {d.id} over {len(d.session_ids)} sessions (Prefect flow `dream`) …")
+    d = run_dream_flow(d)
+    if json_:
+        print_json({"lake": str(home), "dream": d.to_api()})
+        raise typer.Exit(exit_code(d))
+    print_outcome(d)
+    if d.candidate_version:
+        for op, cs in grouped(svc.changes(d.id)).items():
+            if op == "keep":
+                continue
+            console.print(f"\n[bold underline]{op}[/] ({len(cs)})")
+            for c in cs[:8]:
+                text = (c.after or c.before or "").replace("\n", " ")
+                console.print(f"  • [cyan]{c.path or c.memory_id}[/] — {c.reason}")
+                if text:
+                    console.print(f"    {text[:150]}{'…' if len(text) > 150 else ''}", highlight=False)
+            if len(cs) > 8:
+                console.print(f"  … and {len(cs) - 8} more (`dreams diff {d.id}`)")
+    console.print(f"\nexplore it: [bold]DREAMS_HOME={home} dreams diff {d.id}[/] · "
+                  f"dreams store show demo-memory · dreams store history demo-memory")
+    raise typer.Exit(exit_code(d))
