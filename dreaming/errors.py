@@ -49,3 +49,6 @@ class DreamFailure(Exception):
         super().__init__(f"{type}: {message}")
         self.type = type
         self.message = message
+
+    def __reduce__(self):  # picklable (Prefect stores a failed task's exception), extra attributes kept
+        return (self.__class__, (self.type, self.message), dict(self.__dict__))

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
         default_factory=lambda: ["claude-sonnet-4-6", "claude-opus-4-8", "claude-haiku-4-5", "claude-opus-4-6"]
     )
     token_budget_per_dream: int = Field(default=400_000, ge=1, description="Claude curator: input+output tokens.")
+    claude_max_output_tokens: int = Field(default=8192, ge=256, description="Claude curator: max_tokens per call.")
+    claude_batch_tokens: int = Field(
+        default=24_000, ge=1, description="Claude curator: estimated digest tokens per map batch."
+    )
+    claude_single_pass: bool = Field(
+        default=True, description="Claude curator: when the digests fit one batch, one call (no map step)."
+    )
+    claude_sdk_max_retries: int = Field(
+        default=0, ge=0, description="anthropic SDK retries per call; Prefect retries transient errors, so keep low."
+    )
+    claude_timeout_s: float = Field(default=300.0, gt=0, description="Claude curator: HTTP timeout per call.")
     max_removed_share: float = Field(default=0.25, ge=0, le=1, description="Gate: share of base memories removed.")
 
     @property
