@@ -1,0 +1,140 @@
+"""Signal extraction over the lake views (DuckDB SQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dreaming.lake import Lake
+from dreaming.policy import Policy
+from dreaming.signals import extract_signals, slot_of
+from tests.factories import T0, write_sessions
+
+PIP_FAIL = "error: externally-managed-environment at /usr/lib/python3.12/site.py (id 0x7f3a9c, run 4411) 'req'"
+
+
+def _session(sid, *, err_text=PIP_FAIL, outcome="satisfied", start=T0, agent="agent-1"):
+    return {
+        "session_id": sid, "start": start, "agent_id": agent, "outcome": outcome,
+        "events": [
+            ("user", "Please fix the build. Always use uv, never pip! Thanks"),
+            ("tool_use", "bash", {"command": "pip install requests==2.31"}),
+            ("tool_result", err_text, True),
+            ("assistant", "trying another way"),
+            ("tool_use", "bash", {"command": "uv pip install requests"}),
+            ("tool_result", "Installed 1 package"),
+            ("tool_use", "read_file", {"path": "/src/app.py"}),
+            ("tool_result", "Traceback (most recent call last):\n  File \"x.py\", line 3\nKeyError: 'HAT042'"),
+            ("assistant", "done"),
+        ],
+    }
+
+
+def _signals(settings, sessions, ids=None, policy=None):
+    write_sessions(settings, sessions)
+    with Lake(settings) as lk:
+        return extract_signals(lk.con, ids or [s["session_id"] for s in sessions], policy or Policy())
+
+
+def test_error_signatures_are_masked_and_workaround_follows(lake):
+    other = PIP_FAIL.replace("python3.12", "python3.11").replace("0x7f3a9c", "0xbeef01").replace("4411", "7")
+    sig = _signals(lake, [_session("s1"), _session("s2", err_text=other)])
+    pip_errors = [e for e in sig.errors if e["tool_name"] == "bash:pip"]
+    assert len(pip_errors) == 2
+    # ids, hex, numbers, paths and quoted values differ between sessions but the signature is the same
+    assert pip_errors[0]["signature"] == pip_errors[1]["signature"]
+    s = pip_errors[0]["signature"]
+    assert "externally-managed-environment" in s and "<path>" in s and "<hex>" in s and "<q>" in s
+    assert "4411" not in s and "python3" not in s
+    for e in pip_errors:
+        assert e["failed_command"] == "pip install requests==2.31"
+        assert e["workaround_command"] == "uv pip install requests"
+        assert e["workaround_tool"] == "bash:uv"
+        assert e["workaround_ts"] > e["ts"]
+        assert e["taint"] == "tool_output"
+    # a tool result that reads like an error (no is_error flag) is an error too; its last exception line wins
+    tb = [e for e in sig.errors if e["tool_name"] == "read_file"]
+    assert len(tb) == 2 and tb[0]["signature"] == "read_file | keyerror: <q>"
+    assert tb[0]["workaround_event_id"] is None  # nothing succeeded after it
+
+
+def test_workaround_is_the_next_successful_call_not_a_failing_one(lake):
+    s = {"session_id": "w1", "events": [
+        ("tool_use", "bash", {"command": "pip install x"}), ("tool_result", "error: nope", True),
+        ("tool_use", "bash", {"command": "pip3 install x"}), ("tool_result", "error: nope again", True),
+        ("tool_use", "bash", {"command": "uv add x"}), ("tool_result", "ok"),
+    ]}
+    sig = _signals(lake, [s])
+    first = min(sig.errors, key=lambda e: e["seq"])
+    assert first["workaround_command"] == "uv add x"
+    assert {e["workaround_command"] for e in sig.errors} == {"uv add x"}
+
+
+def test_workaround_gap_limits_how_far_we_look(lake):
+    s = {"session_id": "g1", "events": [
+        ("tool_use", "bash", {"command": "make"}), ("tool_result", "error: boom", True),
+        *[("assistant", f"thinking {i}") for i in range(6)],
+        ("tool_use", "bash", {"command": "make -j1"}), ("tool_result", "ok"),
+    ]}
+    assert _signals(lake, [s], policy=Policy(workaround_max_gap=3)).errors[0]["workaround_event_id"] is None
+
+
+def test_preferences_polarity_slots_and_corrections(lake):
+    s = {"session_id": "p1", "events": [
+        ("user", "Hi there. Always use uv, never pip. No, use pytest -q instead! I'd prefer tabs over spaces."),
+        ("user", "Don't push to main"),
+        ("user", "Here is a long description of the bug that mentions nothing special"),
+        # not directives: a statement with a negation, a question, a bare 'stop' marker, a customer's 'actually'
+        ("user", "Unfortunately, I don't remember the reservation ID. Could you make sure it is booked? ###STOP###"),
+        ("user", "Actually, I want to change my flight to Friday."),
+    ]}
+    prefs = {p["text"]: p for p in _signals(lake, [s]).preferences}
+    assert set(prefs) == {"Always use uv, never pip", "No, use pytest -q instead",
+                          "I'd prefer tabs over spaces", "Don't push to main"}
+    uv = prefs["Always use uv, never pip"]
+    assert (uv["key"], uv["value"], uv["avoid"]) == ("pref:package-manager", "uv", ["pip"])
+    assert prefs["No, use pytest -q instead"]["polarity"] == "correction"
+    assert prefs["No, use pytest -q instead"]["value"] == "pytest"
+    assert prefs["Don't push to main"]["polarity"] == "never"
+    assert prefs["Don't push to main"]["normalized"] == "do not push to main"
+    assert prefs["I'd prefer tabs over spaces"]["polarity"] == "prefer"
+
+
+def test_slot_of_port_and_unknown():
+    assert slot_of("always use port 8080") == {"key": "pref:port", "value": "8080", "avoid": []}
+    assert slot_of("be concise")["key"] is None
+
+
+def test_tool_sequences_success_rules(lake):
+    sessions = [
+        _session("ok", outcome="satisfied"),
+        _session("bad", outcome="failed"),
+        _session("r1", outcome="1.0"),
+        _session("r0", outcome="0.0"),
+        # no outcome: success when the last tool call did not fail
+        {"session_id": "n1", "events": [("tool_use", "bash", {"command": "ls"}), ("tool_result", "a b")]},
+        {"session_id": "n2", "events": [("tool_use", "bash", {"command": "ls"}), ("tool_result", "Error: x", True)]},
+        {"session_id": "n3", "events": [("user", "hello")]},
+    ]
+    seqs = {s["session_id"]: s for s in _signals(lake, sessions).tool_sequences}
+    assert {k: v["success"] for k, v in seqs.items()} == {
+        "ok": True, "bad": False, "r1": True, "r0": False, "n1": True, "n2": False, "n3": None}
+    assert seqs["ok"]["tools"] == ["bash:pip", "bash:uv", "read_file"]
+    assert [e["tool_name"] for e in seqs["ok"]["tool_events"]] == seqs["ok"]["tools"]
+
+
+def test_only_selected_sessions_and_taint(lake):
+    sig = _signals(lake, [_session("a"), _session("b", start=T0 + timedelta(days=1))], ids=["b", "zzz-missing"])
+    assert {s["session_id"] for s in sig.sessions} == {"b"}
+    assert {e["session_id"] for e in sig.errors} == {"b"}
+    assert len(sig.tainted_events) == 3 and all(t["taint"] == "tool_output" for t in sig.tainted_events)
+    assert sig.taint_of("b", sig.errors[0]["event_id"]) == "tool_output"
+    # the temp tables are gone: a second extraction on the same connection works
+    with Lake(lake) as lk:
+        extract_signals(lk.con, ["a"], Policy())
+        extract_signals(lk, ["a"], Policy())
+
+
+def test_empty_lake(lake):
+    with Lake(lake) as lk:
+        sig = extract_signals(lk.con, ["x"], Policy())
+    assert sig.errors == [] and sig.sessions == [] and sig.tool_sequences == []
