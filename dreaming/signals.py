@@ -121,11 +121,13 @@ def _command_sql(col: str) -> str:
     )
 
 
-_LABEL_SQL = f"""CASE WHEN lower(tool_name) IN {_sql_list(SHELL_TOOLS)} AND command IS NOT NULL
+# Tool labels are lowercase, so that one tool spelled two ways (Claude Code's `Bash`, an API's
+# `bash`) is one tool in signatures and workflows.
+_LABEL_SQL = f"""lower(CASE WHEN lower(tool_name) IN {_sql_list(SHELL_TOOLS)} AND command IS NOT NULL
         THEN coalesce(tool_name || ':' || nullif(regexp_extract(command,
             '^\\s*(?:cd\\s+\\S+\\s*(?:&&|;)\\s*)?(?:sudo\\s+)?(?:[A-Z_][A-Z0-9_]*=\\S+\\s+)*(?:\\S*/)?([\\w.+-]+)', 1), ''),
             tool_name)
-        ELSE tool_name END"""
+        ELSE tool_name END)"""
 
 _ERROR_LINE_SQL = r"""coalesce(
     list_last(regexp_extract_all(t0, '(?m)^\s*([\w.]*(?:Error|Exception)\b[^\n]*)', 1)),
@@ -193,7 +195,14 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
             con,
             f"""WITH e AS (
                 SELECT *, regexp_extract(coalesce(text, ''), '<returncode>\\s*(\\d+)', 1) AS rc,
-                    regexp_replace(regexp_replace(coalesce(text, ''), '<returncode>\\s*\\d+\\s*</returncode>', '', 'g'),
+                    regexp_replace(regexp_replace(
+                        -- a JSON error body (an object with error.message, message, error or detail)
+                        -- is reduced to its message
+                        CASE WHEN left(ltrim(coalesce(text, '')), 1) = '{{' AND json_valid(text)
+                             THEN coalesce(text->>'$.error.message', text->>'$.message', text->>'$.error',
+                                           text->>'$.detail', text)
+                             ELSE coalesce(text, '') END,
+                        '<returncode>\\s*\\d+\\s*</returncode>', '', 'g'),
                                    '</?(?:output|error|stderr|stdout|returncode|warning)>', ' ', 'g') AS t0
                 FROM {ev} WHERE err
             ), e2 AS (

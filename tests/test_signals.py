@@ -138,3 +138,25 @@ def test_empty_lake(lake):
     with Lake(lake) as lk:
         sig = extract_signals(lk.con, ["x"], Policy())
     assert sig.errors == [] and sig.sessions == [] and sig.tool_sequences == []
+
+
+def test_signature_ignores_tool_name_case_and_reads_json_error_bodies(lake):
+    from dreaming.lake import Lake
+    from dreaming.signals import extract_signals
+    from tests.factories import write_sessions
+
+    body = '{"error": {"code": "rate_limited", "message": "quota exceeded for account 8812"}}'
+    write_sessions(lake, [
+        {"session_id": "s1", "events": [("tool_use", "Bash", {"command": "pip install x"}),
+                                        ("tool_result", "error: externally-managed-environment", True)]},
+        {"session_id": "s2", "events": [("tool_use", "bash", {"command": "pip install y"}),
+                                        ("tool_result", "error: externally-managed-environment", True)]},
+        {"session_id": "s3", "events": [("tool_use", "fetch_invoices", {"account": 1}),
+                                        ("tool_result", body, True)]},
+    ])
+    with Lake(lake) as lk:
+        sig = {e["session_id"]: e["signature"] for e in extract_signals(lk, ["s1", "s2", "s3"]).errors}
+    assert sig["s1"] == sig["s2"]
+    assert sig["s1"].startswith("bash:pip")
+    assert "quota exceeded for account <n>" in sig["s3"]
+    assert "<q>: <q>" not in sig["s3"]

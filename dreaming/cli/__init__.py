@@ -41,7 +41,10 @@ _register()
 def main() -> None:
     """Entry point: run the app, turning DreamsError into a clear message and exit code 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # with standalone_mode=False, click returns the code of `raise typer.Exit(n)` instead of raising
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+            sys.exit(rc)
     except DreamsError as e:
         from dreaming.cli.common import err_console
 
@@ -54,7 +57,10 @@ def main() -> None:
     except Exception as e:  # click usage errors
         import click
 
-        if isinstance(e, click.exceptions.ClickException):
+        # typer >= 0.29 vendors click (typer._click): match both exception families
+        if isinstance(e, click.exceptions.ClickException) or (
+            type(e).__module__.startswith("typer.") and hasattr(e, "show") and hasattr(e, "exit_code")
+        ):
             e.show()
             sys.exit(2)
         raise

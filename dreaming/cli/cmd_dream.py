@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -26,8 +27,19 @@ def _selection(session: list[str] | None, since: str | None, all_: bool) -> Sele
     return Selection(all_new=True)
 
 
+def prefect_defaults() -> None:
+    """Defaults for running flows from the CLI (the user's own settings win).
+
+    Without PREFECT_API_URL, Prefect starts a temporary local server; on a small or busy machine
+    it needs longer than Prefect's 20 s default to come up. Telemetry stays off.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def run_dream_flow(dream: Dream, *, approval_timeout_s: int = 0) -> Dream:
     """Run the Prefect `dream` flow for an already-recorded dream; returns its final record."""
+    prefect_defaults()
     from flows.dream import dream as dream_flow
 
     dream_flow(store=dream.store_id, dream_id=dream.id, curator=dream.curator,

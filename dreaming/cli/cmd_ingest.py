@@ -1,0 +1,138 @@
+"""`dreams ingest PATH...` and `dreams sessions` (docs/ingest.md, docs/sessions.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dreaming.catalog import Catalog
+from dreaming.cli import app
+from dreaming.cli.common import JsonOpt, console, err_console, fail, parse_since, print_json
+from dreaming.errors import BadInput
+from dreaming.ingest import FORMATS, IngestReport, check_name, expand_paths, ingest_files
+
+PROGRESS_MIN_FILES = 2
+"""The progress bar shows when stderr is a terminal and the batch has at least this many files."""
+
+SESSION_COLUMNS = ["session_id", "tenant", "agent_id", "started_at", "ended_at", "events", "tool_calls",
+                   "errors", "outcome"]
+
+
+@app.command("ingest")
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Transcript files or folders (folders: *.json, *.jsonl, *.ndjson, recursively)."),
+    format_: str = typer.Option(
+        "auto", "--format", "-f", help=f"auto (sniff the content) or one of: {', '.join(FORMATS)}."
+    ),
+    tenant: str = typer.Option("default", "--tenant", "-t", help="Tenant the sessions belong to."),
+    agent: str | None = typer.Option(None, "--agent", "-a", help="Agent id recorded on every event."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Turn agent transcripts into immutable Parquet snapshots in the lake.
+
+    Each file is all or nothing; re-ingesting a file is a no-op. Exit 2 if any file failed
+    (after ingesting the good ones)."""
+    if format_ != "auto" and format_ not in FORMATS:
+        raise typer.BadParameter(f"choose auto or one of {', '.join(FORMATS)}", param_hint="--format")
+    catalog = Catalog()
+    try:
+        check_name(tenant, "tenant")
+        check_name(agent, "agent")
+    except BadInput as e:
+        fail(f"--{e.field}: {e.reason}")
+    n_files = len(expand_paths(paths))
+    show_bar = not json_ and err_console.is_terminal and n_files >= PROGRESS_MIN_FILES
+    if show_bar:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=err_console, transient=True,
+        ) as bar:
+            task = bar.add_task("ingest", total=n_files)
+            report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+    else:
+        report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent)
+
+    if json_:
+        print_json(report.to_dict())
+    else:
+        _print_summary(report)
+    if report.failed:
+        raise typer.Exit(2)
+
+
+def _print_summary(report: IngestReport) -> None:
+    if not report.files:
+        console.print("no files to ingest (folders are searched for *.json, *.jsonl, *.ndjson)")
+        return
+    if len(report.files) <= 20:
+        t = Table(title="ingest", show_lines=False)
+        t.add_column("file", overflow="fold", ratio=3)
+        for c in ("status", "format"):
+            t.add_column(c)
+        for c in ("sessions", "events", "tool calls", "errors seen"):
+            t.add_column(c, justify="right")
+        for f in report.files:
+            style = {"failed": "red", "skipped": "yellow"}.get(f.status)
+            t.add_row(f.path, f.status, f.format or "", *(str(x) for x in (f.sessions, f.events, f.tool_calls, f.errors)),
+                      style=style)
+        console.print(t)
+    tot = report.totals()
+    s = Table(title="summary", show_header=True)
+    for c in ("files", "ingested", "skipped", "failed", "sessions", "events", "tool calls", "errors seen"):
+        s.add_column(c, justify="right")
+    s.add_row(*(str(tot[k]) for k in ("files", "ingested", "skipped", "failed", "sessions", "events", "tool_calls",
+                                      "errors")))
+    console.print(s)
+    for f in report.failed:
+        err_console.print(f"[bold red]failed:[/] {f.error}", highlight=False)
+
+
+@app.command("sessions")
+def sessions(
+    tenant: str | None = typer.Option(None, "--tenant", "-t", help="Only this tenant."),
+    agent: str | None = typer.Option(None, "--agent", "-a", help="Only this agent."),
+    since: str | None = typer.Option(None, "--since", help="Started within DUR (7d, 12h, 30m, 2w) or since an ISO date."),
+    json_: bool = JsonOpt,
+) -> None:
+    """List sessions in the lake (the DuckDB `sessions` view): start, end, events, tool calls, errors, outcome."""
+    from dreaming.lake import Lake
+
+    with Lake() as lake:
+        rows = lake.sessions(tenant=tenant, agent=agent, since=parse_since(since))
+    if json_:
+        print_json([{k: r.get(k) for k in [*SESSION_COLUMNS, "source_format"]} for r in rows])
+        return
+    if not rows:
+        console.print("no sessions (ingest some with `dreams ingest PATH`)")
+        return
+    t = Table(title=f"{len(rows)} sessions (times in UTC)")
+    t.add_column("session", overflow="fold", min_width=12)
+    if not tenant:
+        t.add_column("tenant")
+    if not agent:
+        t.add_column("agent")
+    for c in ("start", "end"):
+        t.add_column(c)
+    for c in ("events", "tools", "errors"):
+        t.add_column(c, justify="right")
+    t.add_column("outcome")
+    for r in rows:
+        cells = [r["session_id"]]
+        if not tenant:
+            cells.append(r["tenant"])
+        if not agent:
+            cells.append(r["agent_id"] or "")
+        cells += [_when(r["started_at"]), _when(r["ended_at"]), str(r["events"]), str(r["tool_calls"]),
+                  str(r["errors"]), r["outcome"] or ""]
+        t.add_row(*cells)
+    console.print(t)
+
+
+def _when(dt) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if dt else ""
