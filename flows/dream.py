@@ -65,16 +65,17 @@ def dream(
             return d.to_api()                                # a resumed run never promotes twice
         gate = gate_task(d.id)                               # GATE
         if not gate["success"]:
-            return Completed(name="Rejected", message=f"gate failed: {gate['summary']}", data=d.to_api())
-        if require_approval:                                 # REVIEW
+            return Completed(name="Rejected", message=gate["summary"])
+        if require_approval or gate.get("needs_review"):     # REVIEW (asked for, or the gate wants a person)
             request_approval_task(d.id)
             decision = await_approval(d, approval_timeout_s)
             if decision is None:
-                return Completed(name="AwaitingApproval", message="approve with `dreams approve " + d.id + "`")
+                return Completed(name="AwaitingApproval", message=f"{gate['summary']}; `dreams approve {d.id}`")
+            who = decision.decided_by or "prefect-ui"
             if not decision.approve:
-                reject_task(d.id, decided_by="prefect-ui", reason=decision.note)
+                reject_task(d.id, decided_by=who, reason=decision.note)
                 return Completed(name="Rejected", message=f"rejected in review: {decision.note}")
-            d = promote_task(d.id, decided_by="prefect-ui", accepted_change_ids=decision.change_ids or None,
+            d = promote_task(d.id, decided_by=who, accepted_change_ids=decision.change_ids or None,
                              reason=decision.note)
         else:
             d = promote_task(d.id, decided_by="auto")         # PROMOTE

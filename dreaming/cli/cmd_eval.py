@@ -1,0 +1,91 @@
+"""`dreams eval`: score consolidation quality on planted-truth scenarios (or report on real data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dreaming.cli import app
+from dreaming.cli.common import JsonOpt, console, err_console, fail, print_json
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
+@app.command("eval")
+def eval_(
+    curator: str = typer.Option("rules", help="rules (offline, default) or claude."),
+    seed: int = typer.Option(0, help="Scenario seed (same seed → same scenarios)."),
+    scenarios: list[str] | None = typer.Option(
+        None, "--scenarios", help="Scenario name (repeatable or comma-separated; default: small, demo, large)."),
+    model: str | None = typer.Option(None, help="Model for the claude curator."),
+    review: str = typer.Option("approve", help="approve: the eval accepts every change after the review-mode "
+                               "gate (scores what the curator proposed); auto: automatic promotion when the "
+                               "auto-mode gate passes, as `dreams run` does."),
+    real: Path | None = typer.Option(None, "--real", help="Report on a real set instead: a tau-bench file, a "
+                                     "SWE-bench trajectory folder, or LoCoMo (folder or conversation file)."),
+    conversations: int = typer.Option(0, "--conversations", help="LoCoMo: only the first N conversations (0 = all)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Generate scenarios with known truth, dream over them with the real flow, and score the result."""
+    if curator not in ("rules", "claude"):
+        fail(f"unknown curator {curator!r}; choose rules or claude")
+    if review not in ("approve", "auto"):
+        fail(f"unknown review {review!r}; choose approve or auto")
+    if curator == "claude":
+        from dreaming.catalog import Catalog
+        from dreaming.curators.claude import check_credentials
+
+        check_credentials(Catalog().settings)
+    say = (lambda *a, **k: None) if json_ else err_console.print
+    if real is not None:
+        from dreaming.evaluation.realdata import print_real_report, run_real
+
+        report = run_real(real, curator=curator, model=model, limit=conversations or None, progress=say)
+        print_json(report) if json_ else print_real_report(report, console)
+        return
+    from dreaming.evaluation.runner import run_eval
+
+    report = run_eval(curator=curator, seed=seed, scenarios=_names(scenarios), model=model, review=review,
+                      progress=say)
+    if json_:
+        print_json(report)
+    else:
+        print_eval_table(report)
+        console.print(f"results: {report['dir']}/results.json · {report['dir']}/report.md")
+    failed = [r for r in report["scenarios"] if "scores" not in r]
+    raise typer.Exit(1 if failed else 0)
+
+
+def print_eval_table(report: dict) -> None:
+    from dreaming.evaluation.runner import COLUMNS, failures, fmt, table_rows
+
+    cols = [("scenario", "scenario"), ("sessions", "sess."), ("promotion", "promotion"), *COLUMNS,
+            ("time_s", "dream s"), ("tokens", "tokens")]
+    t = Table(title=f"dreams eval · curator {report['curator']} · review {report['review']} · seed {report['seed']} · "
+                    f"{report['started_at'][:10]}")
+    for _, h in cols:
+        t.add_column(h, justify="left" if h in ("scenario", "promotion") else "right")
+    for row in table_rows(report):
+        t.add_row(*(fmt(row.get(k)) for k, _ in cols), style="bold" if row["scenario"] == "overall" else None)
+    console.print(t)
+    if report.get("floors"):
+        console.print("floors: " + " · ".join(
+            f"{k} {f['op']} {f['floor']}: {fmt(f['value'])} " + ("[green]ok[/]" if f["ok"] else "[red]FAIL[/]")
+            for k, f in report["floors"].items()))
+    for r in report["scenarios"]:
+        if "error" in r:
+            console.print(f"[red]{r['scenario']}: dream {r['dream_id']} {r['status']}: {r['error']}[/]")
+            continue
+        fl = failures(r["scores"])
+        if fl:
+            console.print(f"[bold]{r['scenario']}[/] ({len(fl)} finding(s)):")
+            for x in fl[:20]:
+                console.print(f"  • {x}", highlight=False)
+            if len(fl) > 20:
+                console.print(f"  … {len(fl) - 20} more in report.md")
