@@ -1,0 +1,139 @@
+"""The dream flow under the Prefect test server: lifecycle, artifacts, failure, cancel, archive,
+resume, and Prefect's retry of transient model errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from dreaming import ids
+from dreaming.catalog import Catalog
+from dreaming.dreams import DreamService, Selection
+from dreaming.models import Memory
+from dreaming.stores import StoreService
+from tests.factories import T0, write_sessions
+
+pytestmark = [pytest.mark.flow, pytest.mark.gx]
+
+
+def _store(lake, name="team", memories=None) -> dict:
+    memories = memories if memories is not None else [
+        Memory(path="/notes/uv.md", content="Always use uv instead of pip to install packages.", taint="user"),
+        Memory(path="/notes/uv-again.md", content="Always use uv instead of pip to install packages.", taint="user"),
+        Memory(path="/notes/db.md", content="The staging database is read-only on Fridays.", taint="user"),
+        Memory(path="/notes/ci.md", content="CI runs on every push to a pull request.", taint="user"),
+        Memory(path="/notes/tz.md", content="All timestamps are stored in UTC.", taint="user"),
+    ]
+    store = StoreService(Catalog(lake)).create(name, scope="acme", memories=memories)
+    write_sessions(lake, [
+        {"session_id": f"sesn_{name}_{i}", "start": T0 + timedelta(hours=i),
+         "events": [("user", "never push directly to the main branch"), ("assistant", "ok")]}
+        for i in range(3)
+    ])
+    return store
+
+
+def _dream_flow():
+    from flows.dream import dream
+
+    return dream.with_options(retry_delay_seconds=0)
+
+
+def test_lifecycle_promotes_and_publishes_the_diff(prefect_harness, lake):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    store = _store(lake)
+    state = _dream_flow()(store="team", output_behavior="update_existing", return_state=True)
+    assert state.is_completed(), state
+    out = state.result()
+    d = Catalog(lake).get_dream(out["id"])
+    assert d.id == ids.stable_id(ids.DREAM, d.flow_run_id)  # derived from the run: a retry resumes it
+    assert d.status == "completed" and d.ended_at is not None
+    assert d.session_ids == sorted(f"sesn_team_{i}" for i in range(3))
+    assert d.counts["merge"] == 1 and d.counts["add"] >= 1
+    assert d.promotion.state == "promoted"
+    head = Catalog(lake).get_store(store["id"])["head_version"]
+    assert head == d.candidate_version == 2 and d.base_version == 1
+    assert (lake.dreams_dir / d.id / "report.md").read_text().startswith(f"# Dream `{d.id}`")
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[d.flow_run_id])))
+    by_type = {a.type for a in arts}
+    assert {"markdown", "table"} <= by_type
+    assert any(a.key == "dream-team-diff" and "Merged duplicates" in str(a.data) for a in arts)
+    # the store the input was is never modified: v1's file is intact
+    assert [m.path for m in StoreService(Catalog(lake)).read_version(store["id"], 1)][0] == "/notes/ci.md"
+
+    # a re-run of the same dream id changes nothing and never promotes twice
+    again = _dream_flow()(store="team", dream_id=d.id, return_state=True)
+    assert again.is_completed()
+    assert Catalog(lake).get_store(store["id"])["head_version"] == head
+    assert Catalog(lake).get_dream(d.id).promotion.decided_at == d.promotion.decided_at
+
+
+def test_unknown_session_fails_the_dream_before_any_work(prefect_harness, lake):
+    _store(lake)
+    svc = DreamService(Catalog(lake))
+    d = svc.create("team", Selection(session_ids=["sesn_team_0", "sesn_nowhere"]))
+    state = _dream_flow()(store="team", dream_id=d.id, return_state=True)
+    assert state.is_failed()
+    d = svc.catalog.get_dream(d.id)
+    assert d.status == "failed" and d.error.type == "input_session_unavailable"
+    assert "sesn_nowhere" in d.error.message
+    assert d.candidate_version is None
+    assert svc.archive(d.id).archived_at is not None  # terminal dreams archive
+
+
+def test_other_scope_session_is_unavailable(prefect_harness, lake):
+    _store(lake)
+    write_sessions(lake, [{"session_id": "sesn_globex", "tenant": "globex", "events": [("user", "psst")]}])
+    d = DreamService(Catalog(lake)).create("team", Selection(session_ids=["sesn_globex"]))
+    assert _dream_flow()(store="team", dream_id=d.id, return_state=True).is_failed()
+    d = Catalog(lake).get_dream(d.id)
+    assert d.error.type == "input_session_unavailable" and "outside the store's scope" in d.error.message
+
+
+def test_a_canceled_dream_does_no_work(prefect_harness, lake):
+    store = _store(lake)
+    svc = DreamService(Catalog(lake))
+    d = svc.create("team")
+    svc.cancel(d.id)
+    state = _dream_flow()(store="team", dream_id=d.id, return_state=True)
+    assert state.is_cancelled()
+    d = svc.catalog.get_dream(d.id)
+    assert d.status == "canceled" and d.candidate_version is None
+    assert [v["version"] for v in svc.catalog.list_versions(store["id"])] == [1]
+
+
+def test_claude_curator_429_is_retried_by_prefect(prefect_harness, lake, monkeypatch):
+    from tests.anthropic_standin import MessagesStandin, error, tool_use, usage
+
+    _store(lake)
+    with MessagesStandin([error(429, "rate_limit_error", "slow down"),
+                          tool_use("propose_changes", {"changes": []}, use=usage(500, 20))]) as api:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        d = DreamService(Catalog(lake)).create("team", curator="claude")
+        state = _dream_flow()(store="team", dream_id=d.id, curator="claude", return_state=True)
+    assert state.is_completed(), state
+    assert len(api.message_requests) == 2  # one 429, one retry by Prefect's task retry
+    d = Catalog(lake).get_dream(d.id)
+    assert d.status == "completed"
+    assert d.usage.input_tokens == 500 and d.usage.output_tokens == 20
+
+
+def test_claude_401_is_not_retried(prefect_harness, lake, monkeypatch):
+    from tests.anthropic_standin import MessagesStandin, error
+
+    _store(lake)
+    with MessagesStandin([error(401, "authentication_error", "bad key")] * 3) as api:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        d = DreamService(Catalog(lake)).create("team", curator="claude")
+        state = _dream_flow()(store="team", dream_id=d.id, curator="claude", return_state=True)
+    assert state.is_failed()
+    assert len(api.message_requests) == 1
+    d = Catalog(lake).get_dream(d.id)
+    assert d.status == "failed" and d.error.type == "authentication_error"
