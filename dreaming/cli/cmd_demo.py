@@ -59,6 +59,15 @@ def demo(
     d = svc.create(store["id"], output_behavior="update_existing")
     say(f"[bold]3. dream[/]   {d.id} over {len(d.session_ids)} sessions (Prefect flow `dream`) …")
     d = run_dream_flow(d)
+    if d.promotion.state == "awaiting_approval":
+        # The gate wants a person (e.g. mistakes quoted from tool output are tainted). The demo plays
+        # that person, visibly: in real use this is `dreams approve` after reading `dreams diff`.
+        from dreaming.promotion import review
+
+        say(f"[bold]4. review[/]  {d.promotion.reason}")
+        say(f"           the demo approves on your behalf: [bold]dreams approve {d.id} --by 'dreams demo'[/]")
+        d = review(catalog, d.id, approve=True, decided_by="dreams demo",
+                   note="approved by the demo; read the diff before approving in real use").dream
     if json_:
         print_json({"lake": str(home), "dream": d.to_api()})
         raise typer.Exit(exit_code(d))
