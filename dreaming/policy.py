@@ -29,6 +29,12 @@ class Policy(BaseModel):
         description="a workflow contained in a longer kept one is dropped when the longer one has at least this "
         "share of its sessions",
     )
+    workflow_min_cohesion: float = Field(
+        0.6,
+        description="a workflow must be a converged sequence: for each step, of the successful sessions that use "
+        "both it and the step before, at least this share run them back to back (generic filler steps that "
+        "co-occur everywhere but follow nothing in particular score low)",
+    )
     max_mistakes: int = Field(50, description="at most this many mistakes are proposed per dream (by support)")
     max_preferences: int = Field(50, description="at most this many preferences are proposed per dream (by support)")
     workaround_max_gap: int = Field(

@@ -26,14 +26,16 @@ from dreaming.policy import Policy
 @dataclass
 class Signals:
     # one row per error event: session_id, agent_id, event_id, ts, seq, type, tool_name, text, signature
-    # (normalised: ids, hex, uuids, numbers, paths, urls and quoted values masked), taint, the call
+    # (normalised: ids, hex, uuids, numbers, paths, urls and quoted values masked; lowercase), message (the
+    # masked error line, case kept), injection (the text carries a prompt-injection phrase), taint, the call
     # that failed (failed_event_id, failed_tool, failed_command), and the workaround that followed:
     # workaround_event_id, workaround_ts, workaround_tool, workaround_input, workaround_command,
     # workaround_text (all None when no successful call followed within policy.workaround_max_gap)
     errors: list[dict] = field(default_factory=list)
     # one row per preference/correction statement by a user: session_id, agent_id, event_id, ts, text,
     # normalized, polarity ('always'|'never'|'prefer'|'correction'), key (slot guess, nullable),
-    # value (the preferred option for that slot, nullable), avoid (options the statement rejects)
+    # value (the preferred option for that slot, nullable), avoid (options the statement rejects),
+    # injection (the message carries a prompt-injection phrase: never mined)
     preferences: list[dict] = field(default_factory=list)
     # one row per session: session_id, agent_id, outcome, success (bool|None), tools (list[str]),
     # tool_events (list of {event_id, ts, tool_name, failed}); tools are labelled ``bash:<program>`` for
@@ -65,17 +67,45 @@ FAILURE_OUTCOMES = ("failed", "failure", "unresolved", "fail", "error", "not_sat
                     "needs_revision", "max_iterations_reached")
 
 
-# A preference statement is a directive, not any sentence with 'never' in it: the trigger opens the
-# sentence (after courtesy words), or follows 'i/we (would) prefer', 'you should/must', or is
-# 'use X instead'. Matched on the normalised sentence (lowercase, contractions expanded).
-_LEAD = r"^(?:(?:please|also|and|but|so|ok|okay|hey|oh|from now on|going forward|in (?:the )?future)\s+)*"
+# A preference statement is a directive, not any sentence with 'never' in it. Matched on the normalised
+# sentence (lowercase, contractions expanded; ':' kept, so a clause after a colon is a new lead):
+# - the trigger opens the sentence or a clause after ':' (after courtesy words): always / never / do not /
+#   avoid / stop …ing / prefer / please use / make sure / use X instead;
+# - 'i/we (would) prefer', 'you should/must (always/never/not)', 'instead of' anywhere;
+# - a team convention: 'we/our team (…) always|never|now use …', 'we switched/moved/migrated to …';
+# - an imperative that rejects an alternative (OPENER_RE on the normalised sentence and CONTRAST_RE on the
+#   lowercased raw one): it opens with an imperative verb or says 'please', and it contrasts with a comma
+#   ('X, not Y', 'X, never Y') or says 'rather than' / 'from now on' / 'going forward'
+#   ("Use pytest, not unittest, please"; "Use 4 spaces now, never 2");
+# - a changed convention: '…, now, not Y' ("Our line limit is 120 characters now, not 88").
+_LEAD = (r"(?:^|: )(?:(?:please|also|and|but|so|ok|okay|hey|oh|reminder|note|fyi|remember|from now on|going forward"
+         r"|in (?:the )?future)\s*:?\s+)*")
+_IMPERATIVE = (r"(?:use|write|keep|put|run|add|set|name|format|indent|sign|call|stick to|switch to|follow|commit"
+               r"|test|install|pin|prefix|limit|wrap|default to|only use)")
 DIRECTIVE_RE = (
     _LEAD + r"(?:always|never|do not|dont|avoid|stop \w+ing|prefer|please use|make sure|use \S+(?: \S+)? instead)\b"
     r"|\b(?:i|we)(?: would| d)? (?:prefer|like you to|want you to (?:always|never))\b"
     r"|\byou (?:should|must) (?:always|never|not)\b"
     r"|\binstead of\b"
+    r"|\b(?:we|our team)(?: \w+)? (?:always|never|now) (?:use|write|run|keep)\b"
+    r"|\b(?:we|our team) (?:switched|moved|migrated|changed) (?:over )?to\b"
 )
+OPENER_RE = _LEAD + _IMPERATIVE + r"\b|\bplease\b"
+CONTRAST_RE = r",\s*(?:not|never)\b|\brather than\b|\bfrom now on\b|\bgoing forward\b"
+CHANGED_RE = r"\bnow, (?:not|never|no longer)\b"
 CORRECTION_RE = r"^(?:no|nope|wrong|actually)\b.*\b(?:use|should|instead|not|prefer)\b"
+
+# Imperative phrases aimed at an AI/memory system: text that carries them is an injection attempt, whoever
+# typed it, and is never mined (see docs/curation.md, "Poisoning").
+INJECTION_RE = (
+    r"(?i)\b(?:ignore|disregard|forget|override) (?:all |any |the )?(?:previous|prior|above|earlier|your|system)"
+    r" (?:instructions|prompts?|rules|messages)"
+    r"|\b(?:store|save|write|add|put|keep) (?:this|that|the following|it) (?:in|to|into) (?:your |the )?memory"
+    r"|\bremember (?:this |that )?for (?:all )?(?:future|later|every) (?:sessions|conversations|runs)"
+    r"|\b(?:new|updated) (?:system )?instructions\s*:"
+    r"|\byou are now (?:a|an|in)\b"
+    r"|\b(?:ai|llm) (?:assistants?|agents?|models?)[, ]+(?:must|should|always)\b"
+)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -95,8 +125,9 @@ _MASKS = [
     (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<uuid>"),
     (r"(^|[\s(\[{=:,])(?:'[^'\n]*'|\"[^\"\n]*\"|`[^`\n]*`)", r"\1<q>"),
     (r"[A-Za-z]:\\[^\s]+", "<path>"),
-    (r"(?:~|\.{1,2})?/[\w.@+-]+(?:/[\w.@+-]*)*", "<path>"),
+    (r"(^|[\s(\[{=:,<])(?:~|\.{1,2})?/[\w.@+-]+(?:/[\w.@+-]*)*", r"\1<path>"),
     (r"\b[\w.-]+(?:/[\w.-]+){2,}", "<path>"),
+    (r"\b[\w.-]+/[\w.-]+\.[A-Za-z]\w{0,5}\b", "<path>"),
     (r"\b0x[0-9a-fA-F]+\b", "<hex>"),
     (r"\b[0-9a-fA-F]{8,}\b", "<hex>"),
     (r"\b(?:[A-Za-z_]+[0-9]|[0-9]+[A-Za-z_])[\w-]*\b", "<id>"),
@@ -106,9 +137,10 @@ _MASKS = [
 
 
 def _mask_sql(expr: str) -> str:
+    """The masked line, case kept (signatures lowercase it), at most 200 characters."""
     for pat, rep in _MASKS:
         expr = f"regexp_replace({expr}, '{pat.replace(chr(39), chr(39) * 2)}', '{rep}', 'g')"
-    return f"left(lower(trim({expr})), 200)"
+    return f"left(trim({expr}), 200)"
 
 
 def _command_sql(col: str) -> str:
@@ -121,16 +153,17 @@ def _command_sql(col: str) -> str:
     )
 
 
-# Tool labels are lowercase, so that one tool spelled two ways (Claude Code's `Bash`, an API's
-# `bash`) is one tool in signatures and workflows.
-_LABEL_SQL = f"""lower(CASE WHEN lower(tool_name) IN {_sql_list(SHELL_TOOLS)} AND command IS NOT NULL
-        THEN coalesce(tool_name || ':' || nullif(regexp_extract(command,
-            '^\\s*(?:cd\\s+\\S+\\s*(?:&&|;)\\s*)?(?:sudo\\s+)?(?:[A-Z_][A-Z0-9_]*=\\S+\\s+)*(?:\\S*/)?([\\w.+-]+)', 1), ''),
-            tool_name)
-        ELSE tool_name END)"""
+# Tool labels: the tool name; for shell tools ``<tool>:<program>``. One tool spelled two ways (Claude
+# Code's `Bash`, an API's `bash`) is one tool: labels are grouped case-insensitively and written with
+# the spelling most used in the selected sessions (ties: the first in sort order), so that signatures,
+# workflows and mined text name the tools the way the transcripts do.
+_PROGRAM_SQL = f"""CASE WHEN lower(tool_name) IN {_sql_list(SHELL_TOOLS)} AND command IS NOT NULL
+        THEN nullif(regexp_extract(command,
+            '^\\s*(?:cd\\s+\\S+\\s*(?:&&|;)\\s*)?(?:sudo\\s+)?(?:[A-Z_][A-Z0-9_]*=\\S+\\s+)*(?:\\S*/)?([\\w.+-]+)', 1), '')
+        END"""
 
 _ERROR_LINE_SQL = r"""coalesce(
-    list_last(regexp_extract_all(t0, '(?m)^\s*([\w.]*(?:Error|Exception)\b[^\n]*)', 1)),
+    list_last(regexp_extract_all(t0, '(?m)(?:^[ \t]*(?:E[ \t]+)?|[ \t])((?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception)\b[^\n]*|(?:[a-z_]\w*\.)+[A-Z]\w*:[ \t][^\n]*)', 1)),
     nullif(regexp_extract(t0, '(?im)^[^\n]*\b(?:error|failed|fatal|denied|not found|no such)\b[^\n]*', 0), ''),
     nullif(regexp_extract(t0, '(?m)^\s*(\S[^\n]*)', 1), ''),
     coalesce(exit_code, 'error'))"""
@@ -149,12 +182,17 @@ def _prepare(con: duckdb.DuckDBPyConnection, sel: str, ev: str) -> None:
             FROM events e SEMI JOIN {sel} s ON e.session_id = s.session_id
         ), cmd AS (
             SELECT *, CASE WHEN is_use THEN {_command_sql('tool_input')} END AS command FROM base
+        ), spelling AS (  -- the most used spelling of each tool name, compared case-insensitively
+            SELECT lower(tool_name) AS lk, arg_min(tool_name, (-n, tool_name)) AS canon
+            FROM (SELECT tool_name, count(*) AS n FROM cmd WHERE is_use AND tool_name IS NOT NULL GROUP BY tool_name)
+            GROUP BY lower(tool_name)
         )
-        SELECT *,
-            CASE WHEN is_use THEN {_LABEL_SQL} END AS label,
+        SELECT cmd.*,
+            CASE WHEN is_use THEN coalesce(spelling.canon || coalesce(':' || {_PROGRAM_SQL}, ''), tool_name) END
+                AS label,
             (NOT is_use) AND (is_error OR type = 'session.error'
                 OR (is_result AND regexp_matches(coalesce(text, ''), '{ERROR_TEXT_RE.replace("'", "''")}'))) AS err
-        FROM cmd"""
+        FROM cmd LEFT JOIN spelling ON lower(cmd.tool_name) = spelling.lk"""
     )
 
 
@@ -214,15 +252,17 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
                 LEFT JOIN {uses} u1 ON e2.tool_use_id IS NOT NULL AND u1.session_id = e2.session_id
                      AND u1.tool_use_id = e2.tool_use_id
                 ASOF LEFT JOIN {uses} u2 ON u2.session_id = e2.session_id AND e2.seq > u2.seq
+            ), masked AS (
+                SELECT *, {_mask_sql(_ERROR_LINE_SQL)} AS message FROM failed
             ), ok AS (SELECT * FROM {uses} WHERE NOT failed)
             SELECT f.session_id, f.agent_id, f.event_id, f.ts, f.seq, f.type, f.failed_tool AS tool_name, f.text,
-                   coalesce(f.failed_tool || ' | ', '') || {_mask_sql(_ERROR_LINE_SQL.replace('t0', 'f.t0').replace('exit_code', 'f.exit_code'))}
-                       AS signature,
+                   lower(coalesce(f.failed_tool || ' | ', '') || f.message) AS signature, f.message,
+                   regexp_matches(coalesce(f.text, ''), '{INJECTION_RE}') AS injection,
                    CASE WHEN f.is_result THEN 'tool_output' ELSE 'trusted' END AS taint,
                    f.failed_event_id, f.failed_tool, f.failed_command,
                    w.event_id AS workaround_event_id, w.ts AS workaround_ts, w.label AS workaround_tool,
                    w.tool_input AS workaround_input, w.command AS workaround_command, w.text AS workaround_text
-            FROM failed f
+            FROM masked f
             ASOF LEFT JOIN ok w0 ON w0.session_id = f.session_id AND f.seq < w0.seq
             LEFT JOIN ok w ON w.session_id = w0.session_id AND w.seq = w0.seq AND w0.seq - f.seq <= ?
             ORDER BY f.session_id, f.seq""",
@@ -232,6 +272,7 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
             con,
             f"""WITH s AS (
                 SELECT session_id, agent_id, event_id, ts, seq,
+                       regexp_matches(text, '{INJECTION_RE}') AS injection,
                        trim(unnest(regexp_extract_all(text, '[^.!?;\\n]+[.!?;]*'))) AS sentence
                 FROM {ev} WHERE role = 'user' AND type = 'user.message' AND text IS NOT NULL
             ), n AS (
@@ -241,13 +282,15 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
                 FROM s WHERE length(sentence) BETWEEN 6 AND ? AND NOT ends_with(sentence, '?')
             )
             SELECT session_id, agent_id, event_id, ts, seq, rtrim(sentence, '.!;') AS text,
-                rtrim(normalized, '.') AS normalized,
+                rtrim(normalized, '.') AS normalized, injection,
                 CASE WHEN regexp_matches(normalized, '{CORRECTION_RE}') THEN 'correction'
                      WHEN regexp_matches(normalized, '\\b(never|do not|does not|dont|stop|avoid|not)\\b') THEN 'never'
                      WHEN regexp_matches(normalized, '\\b(always|must|make sure|please use)\\b') THEN 'always'
                      ELSE 'prefer' END AS polarity
             FROM n
             WHERE regexp_matches(normalized, '{DIRECTIVE_RE}') OR regexp_matches(normalized, '{CORRECTION_RE}')
+               OR (regexp_matches(normalized, '{OPENER_RE}') AND regexp_matches(lower(sentence), '{CONTRAST_RE}'))
+               OR regexp_matches(lower(sentence), '{CHANGED_RE}')
             ORDER BY session_id, seq, text""",
             [policy.max_preference_chars],
         )
@@ -299,12 +342,13 @@ SLOTS: dict[str, list[str]] = {
     "test-runner": ["pytest", "unittest", "nose", "jest", "vitest", "mocha"],
     "formatter": ["black", "ruff format", "prettier", "autopep8", "yapf", "gofmt"],
     "linter": ["ruff", "flake8", "pylint", "eslint", "mypy", "pyright"],
-    "indentation": ["tabs", "spaces", "2 spaces", "4 spaces"],
+    "indentation": ["tabs", "spaces", "2 spaces", "4 spaces", "8 spaces"],
     "quotes": ["single quotes", "double quotes"],
     "editor": ["vim", "neovim", "emacs", "nano", "vscode"],
     "shell": ["bash", "zsh", "fish"],
     "vcs-branch": ["main", "master", "develop", "trunk"],
-    "commit-style": ["conventional commits", "squash", "rebase", "merge commits"],
+    "commit-style": ["conventional commits", "imperative"],
+    "merge-strategy": ["squash", "rebase", "merge commits"],
     "language": ["english", "french", "german", "spanish", "japanese", "chinese"],
     "seat": ["window seat", "aisle seat", "middle seat"],
     "cabin": ["basic economy", "economy", "business", "first class"],
@@ -317,6 +361,15 @@ _SLOT_RES = {
 }
 _CORRECTION = re.compile(r"^(?:no|nope|wrong|actually)\b\W*")
 _PORT = re.compile(r"\bport\s+(\d{2,5})\b")
+# "4-space indentation", "indent with 2-spaces" -> "4 spaces"; "one tab" -> "tabs"
+_N_SPACES = re.compile(r"\b(\d)[ -]spaces?\b")
+# line length: a sentence about lines / line length / line limit with a number of characters
+# ("line length/limit/width" and any number of 40-400; or "lines" with a number of characters/columns or
+# "lines under/at most/below N"; "functions under 50 lines" is not about line length)
+_LINE_TOPIC = re.compile(r"\bline[ -]?(?:length|limit|width)\b|\bmax[ -]line[ -]length\b")
+_LINE_NUM = re.compile(r"\b(\d{2,3})\b")
+_LINES_NUM = re.compile(r"\blines?\b.*?(?:\b(\d{2,3})[ -]?(?:characters?|chars?|columns?|cols?)\b"
+                        r"|\b(?:under|below|within|at most|max|shorter than|no longer than|to|<=?)\s*(\d{2,3})\b)")
 
 
 def slot_of(normalized: str) -> dict:
@@ -329,6 +382,13 @@ def slot_of(normalized: str) -> dict:
     m = _PORT.search(normalized)
     if m:
         return {"key": "pref:port", "value": m.group(1), "avoid": []}
+    normalized = _N_SPACES.sub(lambda m: f"{m.group(1)} spaces", normalized)
+    if _LINE_TOPIC.search(normalized) or _LINES_NUM.search(normalized):
+        nums = [h for h in _LINE_NUM.finditer(normalized) if 40 <= int(h.group(1)) <= 400]
+        if nums:
+            pos = [h.group(1) for h in nums if not _NEG_BEFORE.search(normalized[: h.start()])]
+            neg = sorted({h.group(1) for h in nums} - set(pos))
+            return {"key": "pref:line-length", "value": pos[0] if pos else None, "avoid": neg}
     best = None
     for slot, rx in _SLOT_RES.items():
         hits = list(rx.finditer(normalized))

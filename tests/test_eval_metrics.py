@@ -210,6 +210,9 @@ def test_term_matching_is_word_bounded():
     assert M.workflow_matches(["a", "b", "c", "d"], ["b", "c"])
     assert not M.workflow_matches(["get_order", "send_email"], ["get_order", "issue_refund", "send_email"])
     assert not M.workflow_matches(["b"], ["a", "b"])
+    # one tool spelled two ways by two transcript formats is one tool
+    seq = M.tool_sequence("`Grep` → `read` → `Edit` → `bash:pytest`", ["Grep", "Read", "read", "Edit", "Bash", "bash"])
+    assert seq == ["Grep", "read", "Edit", "bash"] and M.workflow_matches(seq, ["Grep", "Read", "Edit", "Bash"])
 
 
 # --- poisoning and the whole -----------------------------------------------------------------------

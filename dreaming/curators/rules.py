@@ -15,6 +15,7 @@ Two halves (docs/curation.md lists every rule and threshold):
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -268,6 +269,93 @@ def _short_command(command: str | None, tool: str | None) -> str:
     return " ".join(words) or tool
 
 
+_PLACEHOLDER = re.compile(r"<(?:n|q|id|hex|uuid|url|path)>")
+
+
+def _json_obj(text: str | None) -> dict | None:
+    try:
+        v = json.loads(text) if text and text.lstrip().startswith("{") else None
+    except ValueError:
+        return None
+    return v if isinstance(v, dict) else None
+
+
+def _retry_text(call: str, rows: list[dict]) -> str:
+    """How a retry of the same call differed: the input keys most often added, else changed, else none."""
+    added: Counter = Counter()
+    changed = same = 0
+    for r in rows:
+        before, after = _json_obj(r.get("failed_command")), _json_obj(r.get("workaround_input"))
+        if before is not None and after is not None:
+            added.update(sorted(set(after) - set(before)))
+            if after == before:
+                same += 1
+            elif set(after) == set(before):
+                changed += 1
+        elif r.get("failed_command") == r.get("workaround_command"):
+            same += 1
+    if added:
+        top = sorted(added.items(), key=lambda kv: (-kv[1], kv[0]))
+        keys = [k for k, c in top if c == top[0][1]][:3]
+        return f"retry `{_clean(call, 80)}` with {', '.join(f'`{_clean(k, 40)}`' for k in keys)} added"
+    if same > changed:
+        return f"retry `{_clean(call, 80)}` unchanged (the failure was transient)"
+    return f"retry `{_clean(call, 80)}` with corrected arguments"
+
+
+def _fold_same_message(prefs: list[dict]) -> list[dict]:
+    """Sentences of one message about one slot are one statement: "Don't use pip. Always use uv." is
+    (value uv, avoid pip), not a separate "don't use pip" preference. A sentence of the slot that only
+    rejects options is folded into the message's first sentence that names a value (unless it rejects
+    that very value); the texts are joined in signal order."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for p in prefs:
+        if p.get("key"):
+            groups[(p["session_id"], p["event_id"], p["key"])].append(p)
+    target: dict[int, dict] = {}  # id(row) -> the row it is folded into
+    for group in groups.values():
+        valued = [g for g in group if g.get("value")]
+        if not valued:
+            continue
+        head = valued[0]
+        for g in group:
+            if not g.get("value") and head["value"] not in (g.get("avoid") or []):
+                target[id(g)] = head
+    out = []
+    for p in prefs:
+        if id(p) in target:
+            continue
+        parts = [g for g in groups.get((p["session_id"], p["event_id"], p.get("key")), [])
+                 if target.get(id(g)) is p] if p.get("key") else []
+        if parts:
+            rows = [g for g in groups[(p["session_id"], p["event_id"], p["key"])] if g is p or g in parts]
+            p = {**p, "text": ". ".join(g["text"] for g in rows), "normalized": " ".join(g["normalized"] for g in rows),
+                 "avoid": sorted({a for g in rows for a in (g.get("avoid") or [])})}
+        out.append(p)
+    return out
+
+
+def _wilson_lower(k: int, n: int, z: float = 1.0) -> float:
+    """Lower bound of the Wilson score interval of k successes in n trials (0 when n is 0)."""
+    if n <= 0:
+        return 0.0
+    p = k / n
+    d = 1 + z * z / n
+    return (p + z * z / (2 * n) - z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5)) / d
+
+
+def _shifted(a: tuple, b: tuple) -> bool:
+    """``a`` and ``b`` overlap in all but one step of the shorter: a suffix of one is a prefix of the other."""
+    k = min(len(a), len(b)) - 1
+    return k >= 2 and (a[-k:] == b[:k] or b[-k:] == a[:k])
+
+
+def _contains(big: tuple, small: tuple) -> bool:
+    """``small`` occurs contiguously in ``big`` (and is shorter)."""
+    n = len(small)
+    return n < len(big) and any(big[i: i + n] == small for i in range(len(big) - n + 1))
+
+
 class RulesCurator:
     """Deterministic offline curator (see module docstring)."""
 
@@ -500,12 +588,19 @@ class _Run:
     # -- mining: mistakes --
     def mine_mistakes(self) -> None:
         by_sig: dict[str, list[dict]] = defaultdict(list)
+        injected: set[str] = set()
         for e in self.inp.signals.errors:
             if e.get("session_id") not in self.input_sessions or not e.get("signature"):
                 continue
             if self._ignored(e["signature"], e.get("failed_command") or "", e.get("workaround_command") or ""):
                 continue
+            if e.get("injection"):
+                injected.add(e["session_id"])
+                continue
             by_sig[e["signature"]].append(e)
+        if injected:
+            self.notes.append(f"errors whose text carries instructions aimed at the assistant (prompt injection) "
+                              f"were not mined ({len(injected)} sessions)")
         found = []
         for sig in sorted(by_sig):
             rows = sorted(by_sig[sig], key=lambda r: (r["ts"], r["session_id"], r["event_id"]))
@@ -525,7 +620,9 @@ class _Run:
                 wk = (r.get("workaround_tool"), _short_command(r.get("workaround_command"), r.get("workaround_tool")))
                 wk_sessions[wk].add(r["session_id"])
         failed = sorted(fail_sessions.items(), key=lambda kv: (-len(kv[1]), kv[0]))[0][0]
-        msg = sig.split(" | ", 1)[-1]
+        # the masked error line as the tools wrote it (case kept), the most frequent spelling
+        msgs = Counter(r.get("message") for r in rows if r.get("message"))
+        msg = sorted(msgs.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if msgs else sig.split(" | ", 1)[-1]
         n = len(sessions)
         best = sorted(wk_sessions.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
         ev = []
@@ -535,7 +632,7 @@ class _Run:
         ev += _sources(list(firsts.values()))
         if best and len(best[0][1]) >= self.policy.min_sessions:
             (wk_tool, wk_cmd), wk_s = best[0]
-            fix = (f"retry `{_clean(wk_cmd, 80)}` with corrected arguments" if wk_cmd == failed
+            fix = (_retry_text(wk_cmd, [r for r in firsts.values() if r["session_id"] in wk_s]) if wk_cmd == failed
                    else f"use `{_clean(wk_cmd, 80)}` instead")
             content = (f"When `{_clean(failed, 80)}` fails with '{_clean(msg)}', {fix} "
                        f"(seen in {n} sessions; that workaround followed and succeeded in {len(wk_s)}).")
@@ -548,52 +645,131 @@ class _Run:
             conf = _confidence(n, 0.8)
         taint = _worst(*(r.get("taint") for r in rows))
         key = "mistake:" + ids.sha256_text(sig)[:16]
-        self._propose(kind="mistake", key=key, path=f"/mistakes/{_slug(failed + ' ' + msg)}.md", content=content,
+        self._propose(kind="mistake", key=key, path=f"/mistakes/{_slug(failed + ' ' + _PLACEHOLDER.sub(' ', msg))}.md",
+                      content=content,
                       evidence=ev, support=n, confidence=conf, taint=taint,
                       reason=f"error signature {sig!r} recurs in {n} sessions")
 
     # -- mining: workflows --
+    @staticmethod
+    def _runs(s: dict) -> tuple[list[list[str]], list[list[int]], list[bool]]:
+        """A session's runs of successful calls: a failed call ends a run (what recovered from it is the
+        mistake family's business, and steps on either side of it never ran back to back); repeats of one
+        tool inside a run are collapsed. Returns the runs, each step's index in ``tool_events``, and
+        whether each run is a recovery (it starts right after a failed call)."""
+        tools, events = s.get("tools") or [], s.get("tool_events") or []
+        runs: list[list[str]] = [[]]
+        starts: list[list[int]] = [[]]
+        recovery = [False]
+        for i, t in enumerate(tools):
+            if t is None:
+                continue
+            if i < len(events) and events[i].get("failed"):
+                if runs[-1]:
+                    runs.append([])
+                    starts.append([])
+                    recovery.append(True)
+                recovery[-1] = True
+                continue
+            if not runs[-1] or runs[-1][-1] != t:
+                runs[-1].append(t)
+                starts[-1].append(i)
+        keep = [k for k, r in enumerate(runs) if r]
+        return [runs[k] for k in keep], [starts[k] for k in keep], [recovery[k] for k in keep]
+
+    def _grams(self, runs: list[list[str]], recovery: list[bool]):
+        """Distinct n-grams of the runs. None starts at the first call of a recovery run: that call is the
+        workaround of the failure before it (the mistake memory says "use Y instead"), and a "workflow"
+        that opens with it is that recovery with whatever came next glued on."""
+        p = self.policy
+        seen: set[tuple] = set()
+        for ri, run in enumerate(runs):
+            for n in range(p.min_workflow_length, p.max_workflow_length + 1):
+                for i in range(1 if recovery[ri] else 0, len(run) - n + 1):
+                    g = tuple(run[i: i + n])
+                    if g in seen or len(set(g)) < 2:
+                        continue
+                    seen.add(g)
+                    yield g, ri, i
+
     def mine_workflows(self) -> None:
+        """Converged workflows (docs/curation.md, step 5): n-grams of successful runs that recur in
+        ``min_sessions`` successful sessions, are *cohesive* (each step directly follows the previous one
+        in most successful sessions that use both, by a Wilson lower bound), are not as common in failed
+        sessions, and are not a minor variant of another kept workflow (one of each nested or shifted
+        pair survives)."""
         p = self.policy
         gram_sessions: dict[tuple, set[str]] = defaultdict(set)
         first_ev: dict[tuple, dict[str, dict]] = defaultdict(dict)
         agents: dict[tuple, set[str]] = defaultdict(set)
+        tool_sessions: dict[str, set[str]] = defaultdict(set)  # successful sessions using a tool (ok calls)
+        pair_sessions: dict[tuple, set[str]] = defaultdict(set)  # successful sessions where b directly follows a
+        failed_runs: list[tuple[list[list[str]], list[bool]]] = []
         for s in self.inp.signals.tool_sequences:
-            if not s.get("success") or s["session_id"] not in self.input_sessions:
+            if s["session_id"] not in self.input_sessions or s.get("success") is None:
                 continue
-            tools, events = s.get("tools") or [], s.get("tool_events") or []
-            collapsed, starts = [], []
-            for i, t in enumerate(tools):
-                if t is None or (i < len(events) and events[i].get("failed")):
-                    continue  # failed calls are mistakes, not steps of a workflow
-                if not collapsed or collapsed[-1] != t:
-                    collapsed.append(t)
-                    starts.append(i)
-            seen: set[tuple] = set()
-            for n in range(p.min_workflow_length, p.max_workflow_length + 1):
-                for i in range(len(collapsed) - n + 1):
-                    g = tuple(collapsed[i: i + n])
-                    if g in seen or len(set(g)) < 2:
-                        continue
-                    seen.add(g)
-                    if any(self._ignored(t) for t in g):
-                        continue
-                    gram_sessions[g].add(s["session_id"])
-                    agents[g].add(s.get("agent_id") or "")
-                    ev = events[starts[i]] if starts[i] < len(events) else {}
-                    first_ev[g][s["session_id"]] = {"session_id": s["session_id"], **ev}
-        frequent = [(g, ss) for g, ss in gram_sessions.items() if len(ss) >= p.min_sessions and len(set(g)) >= 2]
-        frequent.sort(key=lambda kv: (-len(kv[0]), -len(kv[1]), kv[0]))
+            runs, starts, recovery = self._runs(s)
+            if not s.get("success"):
+                failed_runs.append((runs, recovery))
+                continue
+            events = s.get("tool_events") or []
+            for run in runs:
+                for t in run:
+                    tool_sessions[t].add(s["session_id"])
+                for a, b in zip(run, run[1:], strict=False):
+                    pair_sessions[(a, b)].add(s["session_id"])
+            for g, ri, i in self._grams(runs, recovery):
+                if any(self._ignored(t) for t in g):
+                    continue
+                gram_sessions[g].add(s["session_id"])
+                agents[g].add(s.get("agent_id") or "")
+                k = starts[ri][i]
+                ev = events[k] if k < len(events) else {}
+                first_ev[g][s["session_id"]] = {"session_id": s["session_id"], **ev}
+        frequent = {g: ss for g, ss in gram_sessions.items() if len(ss) >= p.min_sessions}
+        # distinctive: cohesive, and not as common among failed sessions
+        failed_support: Counter = Counter()
+        for runs, recovery in failed_runs:
+            for g, _, _ in self._grams(runs, recovery):
+                if g in frequent:
+                    failed_support[g] += 1
+        cohesion_of: dict[tuple, float] = {}
+
+        def cohesion(a: str, b: str) -> float:
+            """Of the successful sessions that use both a and b, the share where b directly follows a, as
+            the Wilson lower bound (z = 1): two or three sessions that happen to put filler steps side by
+            side are not evidence of a converged order (2 of 2 -> 0.67, 3 of 3 -> 0.75, 2 of 3 -> 0.39)."""
+            if (a, b) not in cohesion_of:
+                cohesion_of[(a, b)] = _wilson_lower(len(pair_sessions[(a, b)]),
+                                                    len(tool_sessions[a] & tool_sessions[b]))
+            return cohesion_of[(a, b)]
+
+        cands = []
+        for g, ss in frequent.items():
+            if min(cohesion(a, b) for a, b in zip(g, g[1:], strict=False)) < p.workflow_min_cohesion:
+                continue  # a step that is only sometimes next: generic filler glued to the sequence
+            if failed_support[g] >= len(ss):
+                self.notes.append(f"workflow {' > '.join(g)}: as common in failed sessions "
+                                  f"({failed_support[g]}) as in successful ones ({len(ss)}); not proposed")
+                continue
+            cands.append((g, ss))
+        # nested pairs: when one candidate contains another, only one survives. The longer one when it
+        # keeps at least ``workflow_subsume_ratio`` of the shorter one's sessions (it is the whole
+        # workflow), else the shorter one (the longer is a minor variant with an extra step). A candidate
+        # that is a kept workflow shifted by one step (the same steps but one, "B C D E" next to "A B C D")
+        # is a variant too and loses to the better supported one.
+        cands.sort(key=lambda kv: (-len(kv[1]), -len(kv[0]), kv[0]))
         kept: list[tuple] = []
-        covered: dict[tuple, int] = {}  # sub-gram of a kept (longer) workflow -> its best support
-        for g, ss in frequent:
-            if covered.get(g, 0) >= p.workflow_subsume_ratio * len(ss):
-                continue
-            kept.append((g, ss))
-            for a in range(len(g)):
-                for b in range(a + p.min_workflow_length, len(g) + (a > 0)):
-                    sub = g[a:b]
-                    covered[sub] = max(covered.get(sub, 0), len(ss))
+        for g, ss in cands:
+            replaces, lose = [], False
+            for k, (kg, kss) in enumerate(kept):
+                if _contains(g, kg) and len(ss) >= p.workflow_subsume_ratio * len(kss):
+                    replaces.append(k)  # the kept shorter one is part of this longer workflow
+                elif _contains(g, kg) or _contains(kg, g) or _shifted(g, kg):
+                    lose = True  # a minor variant of a kept workflow (extra or shifted step), or a part of it
+                    break
+            if not lose:
+                kept = [kv for k, kv in enumerate(kept) if k not in replaces] + [(g, ss)]
         kept.sort(key=lambda kv: (-len(kv[1]), -len(kv[0]), kv[0]))
         for g, ss in kept[: p.max_workflows]:
             n = len(ss)
@@ -601,7 +777,7 @@ class _Run:
             steps = " → ".join(f"`{_clean(t, 60)}`" for t in g)
             content = (f"Workflow that worked in {n} successful sessions"
                        f"{' (agents: ' + ', '.join(ag) + ')' if ag else ''}: {steps}.")
-            key = "workflow:" + ids.sha256_text("\x1f".join(g))[:16]
+            key = "workflow:" + ids.sha256_text("\x1f".join(t.lower() for t in g))[:16]
             self._propose(kind="workflow", key=key, path=f"/workflows/{_slug(' '.join(g))}.md", content=content,
                           evidence=_sources([first_ev[g][sid] for sid in sorted(ss)]), support=n,
                           confidence=_confidence(n), taint="trusted",
@@ -611,6 +787,11 @@ class _Run:
     def mine_preferences(self) -> None:
         prefs = [p for p in self.inp.signals.preferences
                  if p.get("session_id") in self.input_sessions and not self._ignored(p.get("text") or "")]
+        injected = {p["session_id"] for p in prefs if p.get("injection")}
+        if injected:
+            self.notes.append(f"user messages that carry instructions aimed at the assistant (prompt injection) "
+                              f"were not mined as preferences ({len(injected)} sessions)")
+        prefs = _fold_same_message([p for p in prefs if not p.get("injection")])
         prefs.sort(key=lambda p: (p["ts"], p["session_id"], p["event_id"], p["text"]))
         keyed: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         free: list[dict] = []
@@ -672,9 +853,9 @@ class _Run:
         """The live base memory holding slot ``key``: by key, else a keyless preference about that slot."""
         live = self.live()
         holders = [m for m in live if m.key == key]
-        if not holders:
+        if not holders:  # a keyless memory holds the slot only when it states a value of it
             holders = [m for m in live if m.kind == "preference" and not m.key
-                       and slot_of(norm_text(m.content)).get("key") == key]
+                       and (lambda sl: sl.get("key") == key and sl.get("value"))(slot_of(norm_text(m.content)))]
         return sorted(holders, key=_order_time)[-1] if holders else None
 
     def _contradict(self, current: Memory, key: str, value: str, content: str, evidence: list[Source], n: int,

@@ -72,15 +72,16 @@ def _path_of(base: list[Memory]) -> dict[str, str]:
 
 
 def tool_sequence(text: str, vocabulary: Iterable[str]) -> list[str]:
-    """Tool names of ``vocabulary`` in the order they occur in ``text`` (case-sensitive, whole words),
-    consecutive repeats collapsed."""
+    """Tool names of ``vocabulary`` in the order they occur in ``text`` (whole words), consecutive repeats
+    collapsed. Case-insensitive: one tool is spelled `Read` by Claude Code and `read` by another agent
+    format, and a workflow that names it either way names the same tool."""
     vocab = sorted(set(vocabulary), key=len, reverse=True)
     if not vocab or not text:
         return []
-    rx = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, vocab)) + r")(?![A-Za-z0-9_])")
+    rx = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, vocab)) + r")(?![A-Za-z0-9_])", re.IGNORECASE)
     out: list[str] = []
     for m in rx.finditer(text):
-        if not out or out[-1] != m.group(1):
+        if not out or out[-1].lower() != m.group(1).lower():
             out.append(m.group(1))
     return out
 
@@ -91,7 +92,9 @@ def contiguous_in(small: list[str], big: list[str]) -> bool:
 
 
 def workflow_matches(mined: list[str], planted: list[str]) -> bool:
-    """The author's rule: correct if it contains the planted sequence or is contained in it (≥ 2 tools)."""
+    """The author's rule: correct if it contains the planted sequence or is contained in it (≥ 2 tools);
+    tool names compared case-insensitively."""
+    mined, planted = [t.lower() for t in mined], [t.lower() for t in planted]
     return len(mined) >= 2 and (contiguous_in(planted, mined) or contiguous_in(mined, planted))
 
 
