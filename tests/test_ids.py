@@ -1,0 +1,28 @@
+import os
+import re
+
+from dreaming import ids
+
+
+def reference_b32(n: int, length: int) -> str:
+    out = []
+    for _ in range(length):
+        out.append(ids._ALPHABET[n & 31])
+        n >>= 5
+    return "".join(reversed(out))
+
+
+def test_b32_matches_the_plain_definition():
+    for length in (1, 7, 10, 16, 26):
+        for _ in range(2000):
+            n = int.from_bytes(os.urandom(17), "big") % (1 << (5 * length))
+            assert ids._b32(n, length) == reference_b32(n, length)
+
+
+def test_ids_shapes_order_and_determinism():
+    a, b = ids.new_id(ids.DREAM), ids.new_id(ids.DREAM)
+    assert re.fullmatch(r"drm_[0-9A-HJKMNP-TV-Z]{26}", a)
+    assert a[:14] <= b[:14]  # time-ordered prefix
+    assert ids.stable_id("sevt", "t", "s", 1) == ids.stable_id("sevt", "t", "s", 1)
+    assert ids.stable_id("sevt", "t", "s", 1) != ids.stable_id("sevt", "t", "s", 2)
+    assert ids.stable_id("x", "ab", "c") != ids.stable_id("x", "a", "bc")  # parts are delimited
