@@ -123,3 +123,22 @@ def test_rollback_and_history(catalog, monkeypatch, capsys, no_prefect):
     assert code == 0 and "rollback" in out  # the table (rich wraps narrow terminals)
     code, _, err = run_cli(monkeypatch, capsys, "rollback", store["name"], "--to", "42")
     assert code == 2 and "no version 42" in err
+
+
+def test_gate_command_reports_and_renders_data_docs(catalog):
+    from typer.testing import CliRunner
+
+    from dreaming.cli import app
+    from tests.test_promotion import make_dream
+
+    d = make_dream(catalog)
+    out = CliRunner().invoke(app, ["gate", d.id, "--data-docs", "--json"])
+    assert out.exit_code == 0, out.output
+    import json
+
+    res = json.loads(out.output)
+    assert res["success"] and res["data_docs"].endswith("index.html")
+    from pathlib import Path
+
+    assert Path(res["data_docs"]).is_file()
+    assert (catalog.settings.dreams_dir / d.id / "gate.json").is_file()

@@ -163,3 +163,25 @@ def _actor(created_by: dict | None) -> str:
     if not created_by:
         return ""
     return created_by.get("type", "") + (f":{created_by['id']}" if created_by.get("id") else "")
+
+
+@app.command("gate")
+def gate(
+    dream: str = typer.Argument(..., help="Dream id (a completed dream)."),
+    data_docs: bool = typer.Option(False, "--data-docs", help="Also render GX Data Docs HTML under the lake."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Run the Great Expectations gate on a completed dream again, and show which expectation failed."""
+    from dreaming.gate import gate_dream
+
+    result = gate_dream(Catalog(), dream, data_docs=data_docs)
+    if json_:
+        print_json(result.to_dict())
+    else:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(result.to_markdown()))
+        console.print(result.summary())
+        if result.data_docs:
+            console.print(f"Data Docs: file://{result.data_docs}")
+    raise typer.Exit(0 if result.success else 1)
