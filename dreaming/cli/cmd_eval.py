@@ -67,12 +67,15 @@ def print_eval_table(report: dict) -> None:
 
     cols = [("scenario", "scenario"), ("sessions", "sess."), ("promotion", "promotion"), *COLUMNS,
             ("time_s", "dream s"), ("tokens", "tokens")]
+    rows = table_rows(report)
+    # metrics as rows and scenarios as columns: readable in an 80-column terminal
     t = Table(title=f"dreams eval · curator {report['curator']} · review {report['review']} · seed {report['seed']} · "
                     f"{report['started_at'][:10]}")
-    for _, h in cols:
-        t.add_column(h, justify="left" if h in ("scenario", "promotion") else "right")
-    for row in table_rows(report):
-        t.add_row(*(fmt(row.get(k)) for k, _ in cols), style="bold" if row["scenario"] == "overall" else None)
+    t.add_column("metric")
+    for row in rows:
+        t.add_column(str(row["scenario"]), justify="right", style="bold" if row["scenario"] == "overall" else None)
+    for key, header in cols[1:]:
+        t.add_row(header, *(fmt(row.get(key)) for row in rows))
     console.print(t)
     if report.get("floors"):
         console.print("floors: " + " · ".join(
