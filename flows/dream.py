@@ -22,7 +22,7 @@ from prefect.states import Cancelled, Completed
 from dreaming import ids
 from dreaming.dreams import DreamCanceled, Selection
 from dreaming.errors import DreamFailure
-from flows.hooks import dream_selection, mark_canceled, mark_crashed, on_error
+from flows.hooks import dream_selection, mark_canceled, mark_crashed, on_error, reap_stale
 from tasks.curate import curate
 from tasks.gate import gate_task
 from tasks.output import write_output
@@ -53,7 +53,9 @@ def dream(
     """
     log = get_run_logger()
     selection: Selection = dream_selection(session_ids, since, day)
-    d = begin(store, selection, dream_id or ids.stable_id(ids.DREAM, flow_run.id), str(flow_run.id),
+    dream_id = dream_id or ids.stable_id(ids.DREAM, flow_run.id)  # a retried run resumes the same dream
+    reap_stale(store, exclude=[dream_id])                          # dreams left running by killed runs
+    d = begin(store, selection, dream_id, str(flow_run.id),
               curator=curator, model=model, instructions=instructions,
               output_behavior=output_behavior, require_approval=require_approval)
     try:

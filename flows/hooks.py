@@ -2,23 +2,129 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 
 from dreaming.dreams import DreamService, Selection
 from dreaming.errors import DreamFailure
 
 
 def dream_selection(session_ids: list[str] | None, since: str | None, day: str | None) -> Selection:
-    """Explicit ids, else one day (backfills and scheduled runs), else a window, else all new."""
+    """Explicit ids, else one day (backfills and scheduled runs), else a window, else all new.
+
+    A run created by a deployment's schedule (``auto_scheduled``) anchors its window on its
+    *scheduled* start time, not on the clock, so a late run or a re-run covers the same sessions:
+    the window ends at UTC midnight of the scheduled day; ``since="7d"`` covers the 7 whole UTC
+    days before it; no ``since`` covers the previous UTC day (the nightly rule). See
+    ``scheduled_selection``.
+    """
     from dreaming.cli.common import parse_since
 
     if session_ids:
         return Selection(session_ids=list(session_ids))
     if day:
         return Selection.for_day(date.fromisoformat(day))
+    sched = scheduled_start()
+    if sched is not None and (not since or _DURATION.match(since.strip())):
+        return scheduled_selection(sched, since)
     if since:
         return Selection(since=parse_since(since))
     return Selection(all_new=True)
+
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1),
+         "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def scheduled_selection(scheduled: datetime, since: str | None = None) -> Selection:
+    """The window of a scheduled run: ``since`` (default 1 day) before UTC midnight of its day.
+
+    Day-sized windows are whole UTC days, so the nightly run scheduled at 2026-11-03 02:30Z reads
+    exactly the sessions that ``dreams backfill --from 2026-11-02 --to 2026-11-02`` reads.
+    """
+    s = scheduled.astimezone(UTC)
+    end = datetime(s.year, s.month, s.day, tzinfo=UTC)
+    span = timedelta(days=1)
+    if since:
+        m = _DURATION.match(since.strip())
+        span = int(m.group(1)) * _UNIT[m.group(2)]
+    return Selection(since=end - span, until=end)
+
+
+def scheduled_start() -> datetime | None:
+    """The scheduled start time of the current flow run if a deployment schedule created it."""
+    from prefect.runtime import deployment, flow_run
+
+    if not flow_run.id or not deployment.id:
+        return None
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run.id)
+    except Exception:  # noqa: BLE001 - no API: treat as an ad-hoc run
+        return None
+    if not run.auto_scheduled:
+        return None
+    return run.expected_start_time or flow_run.scheduled_start_time
+
+
+def prefect_run_state(flow_run_id: str) -> str | None:
+    """The state type of a flow run (``RUNNING``, ``CRASHED``…), or None when the server has no such run."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+    except ObjectNotFound:
+        return None
+    return run.state.type.value if run.state else None
+
+
+def reap_stale(store: str, exclude: list[str] | None = None) -> list[str]:
+    """Before a new dream of ``store`` begins: fail (type ``crashed``) its dreams left open by dead runs."""
+    from dreaming.catalog import Catalog
+    from dreaming.errors import NotFound
+    from dreaming.ops import reap_stale_dreams
+
+    cat = Catalog()
+    try:
+        store_id = cat.get_store(store)["id"]
+    except NotFound:
+        return []  # begin() reports the bad store
+    return [d.id for d in reap_stale_dreams(cat, store_id, prefect_run_state, exclude=exclude or [])]
+
+
+@contextmanager
+def store_writer_slot(store_id: str):
+    """One writer per store across deployments: Prefect global concurrency limit ``dreams-store-<id>``.
+
+    Enforced only where an operator created the limit (``prefect gcl create dreams-store-<id>
+    --limit 1``); when it does not exist this is a no-op (one lookup, no warning). Promotion is a
+    compare-and-swap, so a second writer can never corrupt a store; the limit only saves the
+    wasted work of a conflict.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectNotFound
+
+    name = store_limit_name(store_id)
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:  # not configured: no limit (and no warning on every run)
+        yield
+        return
+    with concurrency(name, occupy=1, strict=True):
+        yield
+
+
+def store_limit_name(store_id: str) -> str:
+    """The name of a store's optional writer limit: ``dreams-store-<store id, lowercase, dashes>``."""
+    return "dreams-store-" + re.sub(r"[^a-z0-9]+", "-", store_id.lower()).strip("-")
 
 
 def on_error(dream_id: str, exc: BaseException, final: bool) -> None:

@@ -1,0 +1,133 @@
+"""`dreams serve | backfill | fleet | reap`: operating dreams day to day (docs/operations.md)."""
+
+from __future__ import annotations
+
+import typer
+
+from dreaming.catalog import Catalog
+from dreaming.cli import app
+from dreaming.cli.common import JsonOpt, console, err_console, fail, print_json, print_table
+from dreaming.ops import plan_backfill, select_fleet_stores
+
+BACKFILL_COLUMNS = ["day", "sessions", "action", "dream_id", "status", "promotion", "changes", "error"]
+FLEET_COLUMNS = ["store", "sessions", "dream_id", "status", "promotion", "changes", "seconds", "error"]
+
+
+def _summary_of(state) -> dict:
+    """The summary dict a backfill/fleet flow returns (as Completed or Failed data)."""
+    return state.result(raise_on_failure=False)
+
+
+@app.command("serve")
+def serve(
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once."),
+) -> None:
+    """Run the prefect.yaml deployments on this box with serve() (no work pool or worker needed)."""
+    from flows.serve import build_deployments, serve_all
+
+    names = [d.name for d in build_deployments()]
+    err_console.print(f"serving {', '.join(names)}; open the Prefect UI to see runs (Ctrl-C stops)")
+    serve_all(limit=limit)
+
+
+@app.command("backfill")
+def backfill(
+    store: str = typer.Option(..., "--store", help="Store id or name."),
+    from_: str = typer.Option(..., "--from", help="First UTC day (YYYY-MM-DD)."),
+    to: str = typer.Option(..., "--to", help="Last UTC day (YYYY-MM-DD), included."),
+    curator: str = typer.Option("rules", help="rules (offline, default) or claude."),
+    model: str | None = typer.Option(None, help="Model for the claude curator."),
+    instructions: str | None = typer.Option(None, help="Guidance for every day's dream."),
+    output_behavior: str = typer.Option("update_existing", "--output-behavior",
+                                        help="update_existing (default) or create_new."),
+    require_approval: bool = typer.Option(False, "--require-approval",
+                                          help="Each day waits for `dreams approve` instead of promoting."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the days, sessions and dream ids; run nothing."),
+    json_: bool = JsonOpt,
+) -> None:
+    """One dream per day, oldest first, over that day's sessions. Re-running a day changes nothing."""
+    if curator not in ("rules", "claude"):
+        fail(f"--curator must be rules or claude, got {curator!r}")
+    if output_behavior not in ("create_new", "update_existing"):
+        fail(f"--output-behavior must be create_new or update_existing, got {output_behavior!r}")
+    if dry_run:
+        plan = [i.row() for i in plan_backfill(Catalog(), store, from_, to)]
+        if json_:
+            print_json({"dry_run": True, "days": plan})
+        else:
+            print_table(plan, ["day", "sessions", "action", "dream_id", "status", "promotion"],
+                        title=f"backfill plan for {store} (dry run)")
+        return
+    plan_backfill(Catalog(), store, from_, to)  # bad store / dates: exit 2 before Prefect starts
+    from flows.backfill import backfill as backfill_flow
+
+    state = backfill_flow(store=store, start=from_, end=to, curator=curator, model=model,
+                          instructions=instructions, output_behavior=output_behavior,
+                          require_approval=require_approval, approval_timeout_s=0 if require_approval else 3600,
+                          return_state=True)
+    summary = _summary_of(state)
+    if not isinstance(summary, dict):
+        fail(f"backfill run ended {state.type.value}: {state.message}", code=1)
+    if json_:
+        print_json(summary)
+    else:
+        print_table(summary["days"], BACKFILL_COLUMNS, title=f"backfill of {summary['store']}")
+        if summary["failed_days"]:
+            console.print(f"[red]failed days:[/] {', '.join(summary['failed_days'])}")
+    raise typer.Exit(1 if summary["failed_days"] else 0)
+
+
+@app.command("fleet")
+def fleet(
+    scope: str | None = typer.Option(None, "--scope", help="Tenant, scope or glob (acme, acme/support, acme/*)."),
+    store: list[str] | None = typer.Option(None, "--store", help="A store id or name (repeatable)."),
+    all_stores: bool = typer.Option(False, "--all-stores",
+                                    help="Every selected store, not only those with new sessions."),
+    curator: str = typer.Option("rules", help="rules (offline, default) or claude."),
+    output_behavior: str = typer.Option("update_existing", "--output-behavior"),
+    require_approval: bool = typer.Option(False, "--require-approval",
+                                          help="Record each dream awaiting approval (`dreams approve`)."),
+    runner: str = typer.Option("threads", help="threads (default) or dask (needs the `dask` extra)."),
+    workers: int = typer.Option(4, min=1, help="Parallel dreams (threads or Dask workers)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the stores that would be dreamt."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Dream every store matching a selector, one dream per store, in parallel."""
+    if runner not in ("threads", "dask"):
+        fail(f"--runner must be threads or dask, got {runner!r}")
+    if not (scope or store or all_stores):
+        fail("choose stores: --scope, --store or --all-stores")
+    only_new = not all_stores
+    if dry_run:
+        rows = [{"store": s["name"], "store_id": s["id"], "scope": s["scope"]}
+                for s in select_fleet_stores(Catalog(), scope=scope, stores=store, only_new=only_new)]
+        print_json(rows) if json_ else print_table(rows, ["store", "store_id", "scope"], title="fleet (dry run)")
+        return
+    from flows.fleet import fleet_flow
+
+    state = fleet_flow(runner, workers)(scope=scope, stores=store, only_new=only_new, curator=curator,
+                                        output_behavior=output_behavior, require_approval=require_approval,
+                                        max_concurrency=workers, return_state=True)
+    summary = _summary_of(state)
+    if not isinstance(summary, dict):
+        fail(f"fleet run ended {state.type.value}: {state.message}", code=1)
+    if json_:
+        print_json(summary)
+    else:
+        print_table(summary["rows"], FLEET_COLUMNS, title=f"fleet: {summary['stores']} store(s)")
+    raise typer.Exit(1 if summary["failed"] else 0)
+
+
+@app.command("reap")
+def reap(
+    store: str = typer.Option(..., "--store", help="Store id or name."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Mark failed (`crashed`) the store's dreams left running by a killed run (done at each dream's start too)."""
+    from flows.hooks import reap_stale
+
+    reaped = reap_stale(store)
+    if json_:
+        print_json({"reaped": reaped})
+    else:
+        console.print(f"{len(reaped)} stale dream(s) marked failed" + (": " + ", ".join(reaped) if reaped else ""))

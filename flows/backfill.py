@@ -1,0 +1,86 @@
+"""Backfill: one dream per UTC day, oldest first, each over that day's sessions.
+
+    plan (dreaming.ops.plan_backfill) ──▶ for each day: dream(store, day, dream_id=stable(store, day))
+                                      ──▶ summary table artifact (one row per day)
+
+Idempotent: a day's dream id is derived from (store, day), so running a day again finds the
+same dream: its candidate and changeset are reused (same bytes) and it is never promoted twice.
+Only a day whose dream failed or was canceled gets a fresh attempt. A failed day is reported and
+the next days go on; the run ends Failed (with the summary as its result) if any day failed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.states import Completed, Failed
+
+from dreaming.catalog import Catalog
+from dreaming.errors import NotFound
+from dreaming.ops import BackfillDay, fill_outcome, plan_backfill
+from flows.dream import dream as dream_flow
+from flows.hooks import store_writer_slot
+from tasks.output import artifact_key
+
+FAILED_OUTCOMES = ("gate_failed", "conflict")
+
+
+def day_failed(item: BackfillDay) -> bool:
+    """A day failed when its dream did not complete or its promotion was refused by the gate/CAS."""
+    if item.action == "skip":
+        return False
+    return item.status != "completed" or item.promotion in FAILED_OUTCOMES
+
+
+@flow(name="backfill", log_prints=True)
+def backfill(
+    store: str,
+    start: str,
+    end: str,
+    curator: Literal["rules", "claude"] = "rules",
+    model: str | None = None,
+    instructions: str | None = None,
+    output_behavior: Literal["create_new", "update_existing"] = "update_existing",
+    require_approval: bool = False,
+    approval_timeout_s: int = 3600,
+    dry_run: bool = False,
+) -> dict:
+    """Dream ``store`` once per UTC day from ``start`` to ``end`` (YYYY-MM-DD, both included)."""
+    log = get_run_logger()
+    cat = Catalog()
+    plan = plan_backfill(cat, store, start, end)
+    store_row = cat.get_store(store)
+    if not dry_run:
+        for item in plan:
+            if item.action in ("skip", "done"):
+                log.info("%s: %s (%d sessions)", item.day, item.action, item.sessions)
+                continue
+            with store_writer_slot(store_row["id"]):
+                state = dream_flow(
+                    store=store_row["id"], day=item.day, dream_id=item.dream_id, curator=curator, model=model,
+                    instructions=instructions, output_behavior=output_behavior,
+                    require_approval=require_approval, approval_timeout_s=approval_timeout_s,
+                    return_state=True,
+                )
+            try:
+                fill_outcome(item, cat.get_dream(item.dream_id))
+            except NotFound:
+                item.status = "failed"
+            if state.is_failed() or state.is_crashed() or state.is_cancelled():
+                item.error = item.error or (state.message or state.type.value)
+            log.info("%s: %s / %s", item.day, item.status, item.promotion)
+    rows = [i.row() for i in plan]
+    failed = [i for i in plan if not dry_run and day_failed(i)]
+    summary = {"store": store_row["name"], "store_id": store_row["id"], "start": plan[0].day, "end": plan[-1].day,
+               "dry_run": dry_run, "days": rows, "failed_days": [i.day for i in failed]}
+    create_table_artifact(
+        key=artifact_key(store_row["name"], "backfill"), table=rows,
+        description=f"Backfill of {store_row['name']} {plan[0].day}..{plan[-1].day}"
+        + (f": {len(failed)} day(s) failed" if failed else ""),
+    )
+    if failed:
+        why = "; ".join(f"{i.day}: {i.error or i.promotion or i.status}" for i in failed)
+        return Failed(message=f"{len(failed)} of {len(plan)} days failed ({why})", data=summary)
+    return Completed(message=f"{len(plan)} days", data=summary)

@@ -1,0 +1,124 @@
+"""End to end in a real browser: a dream run against a local Prefect server shows its diff in the UI.
+
+Starts `prefect server start` on a free loopback port (own PREFECT_HOME, analytics off), runs
+`dreams run` against it in a subprocess, then loads the flow run's Artifacts tab and the diff
+artifact's page in headless Chromium (Debian's `chromium`; scripts/install-chromium.sh installs it)
+and checks the rendered DOM. Set DREAMS_SCREENSHOT_DIR to keep the PNG (docs/screenshots/).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dreaming.catalog import Catalog
+from dreaming.stores import StoreService
+from tests.factories import write_sessions
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+pytestmark = pytest.mark.flow
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("no chromium on PATH (install it with scripts/install-chromium.sh)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    home = tmp_path_factory.mktemp("prefect-home")
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": api, "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("prefect server did not become healthy in 150 s")
+        yield {"api": api, "ui": f"http://127.0.0.1:{port}", "env": env}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _browse(chromium: str, url: str, profile: Path, screenshot: Path | None = None) -> str:
+    """The page's visible text after the SPA has rendered (virtual time), and optionally a PNG."""
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+            "--window-size=1400,1000", "--hide-scrollbars"]
+    if screenshot is not None:
+        subprocess.run(base + [f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
+def test_flow_run_page_shows_the_diff_artifact(server, lake, tmp_path):
+    chromium = _chromium()
+    StoreService(Catalog(lake)).create("support-bot", scope="acme")
+    write_sessions(lake, [{"session_id": f"sesn_ui_{i}", "events": [
+        ("user", "always use uv, never pip"), ("assistant", "noted, using uv")]} for i in range(3)])
+    env = {**server["env"], "DREAMS_HOME": str(lake.home)}
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from dreaming.cli import main; "
+         "sys.argv = ['dreams', 'run', '--store', 'support-bot', '--json']; main()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    dream = json.loads(run.stdout)
+    assert dream["status"] == "completed" and dream["flow_run_id"]
+    flow_run_id = dream["flow_run_id"]
+
+    arts = httpx.post(f"{server['api']}/artifacts/filter", json={
+        "flow_runs": {"id": {"any_": [flow_run_id]}}, "artifacts": {"type": {"any_": ["markdown"]}}}).json()
+    diff = [a for a in arts if a["key"] and a["key"].endswith("-diff")]
+    assert diff, arts
+    added_path = re.search(r"`(/preferences/[^`]+)`", diff[0]["data"]).group(1)
+
+    tab = _browse(chromium, f"{server['ui']}/v2/runs/flow-run/{flow_run_id}?tab=Artifacts", tmp_path / "p1")
+    assert diff[0]["key"] in tab, tab[:1500]  # the run's Artifacts tab lists the diff artifact
+
+    shot = tmp_path / "dream-diff-artifact.png"
+    page = _browse(chromium, f"{server['ui']}/v2/artifacts/artifact/{diff[0]['id']}", tmp_path / "p2", shot)
+    assert dream["id"] in page and added_path in page, page[:1500]  # the rendered diff itself
+    assert shot.stat().st_size > 10_000
+    if keep := os.environ.get("DREAMS_SCREENSHOT_DIR"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)

@@ -1,0 +1,63 @@
+"""The fleet flow: one dream per selected store in parallel; one broken store does not stop the others."""
+
+from __future__ import annotations
+
+import pytest
+
+from dreaming.catalog import Catalog
+from dreaming.stores import StoreService
+from tests.factories import write_sessions
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture
+def fast_dream(monkeypatch):
+    import flows.fleet as ff
+
+    monkeypatch.setattr(ff, "dream_flow", ff.dream_flow.with_options(retry_delay_seconds=0))
+    return ff
+
+
+def test_fleet_over_five_stores_with_one_broken_finishes_the_other_four(prefect_harness, lake, fast_dream):
+    cat = Catalog(lake)
+    st = StoreService(cat)
+    stores = [st.create(f"agent-{i}", scope=f"acme/agent-{i}") for i in range(5)]
+    st.create("elsewhere", scope="globex")  # not selected by scope=acme
+    write_sessions(lake, [
+        {"session_id": f"sesn_{i}_{j}", "agent_id": f"agent-{i}",
+         "events": [("user", "always use uv, never pip"), ("assistant", "ok")]}
+        for i in range(5) for j in range(2)
+    ])
+    broken = stores[2]
+    # break one store: its head version file is gone
+    (lake.home / cat.get_version(broken["id"], broken["head_version"])["path"]).unlink()
+
+    state = fast_dream.fleet(scope="acme", max_concurrency=3, return_state=True)
+    assert state.is_failed()
+    summary = state.result(raise_on_failure=False)
+    rows = {r["store"]: r for r in summary["rows"]}
+    assert set(rows) == {f"agent-{i}" for i in range(5)}
+    assert summary["failed"] == ["agent-2"]
+    assert rows["agent-2"]["status"] == "failed" and rows["agent-2"]["error"]
+    for i in (0, 1, 3, 4):
+        r = rows[f"agent-{i}"]
+        assert (r["status"], r["promotion"], r["sessions"]) == ("completed", "promoted", 2), r
+        d = cat.get_dream(r["dream_id"])
+        assert d.session_ids == [f"sesn_{i}_0", f"sesn_{i}_1"]
+        assert cat.get_store(r["store_id"])["head_version"] == d.promotion.promoted_version
+
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name("dreams-fleet").limit >= 1
+    arts = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json={
+        "artifacts": {"key": {"any_": ["fleet-summary"]}},
+        "flow_runs": {"id": {"any_": [str(state.state_details.flow_run_id)]}}}).json()
+    assert len(arts) == 1 and "agent-2" in str(arts[0]["data"]) and "agent-4" in str(arts[0]["data"])
+
+    # only stores with new sessions: the four dreamt stores have none left; the broken one still has
+    again = fast_dream.fleet(scope="acme", dry_run=True)
+    assert [r["store"] for r in again["rows"]] == ["agent-2"]
