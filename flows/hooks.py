@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from dreaming.dreams import DreamService, Selection
 from dreaming.errors import DreamFailure
+from dreaming.timewindow import parse_duration, parse_since
 
 
 def dream_selection(session_ids: list[str] | None, since: str | None, day: str | None) -> Selection:
@@ -19,23 +20,16 @@ def dream_selection(session_ids: list[str] | None, since: str | None, day: str |
     days before it; no ``since`` covers the previous UTC day (the nightly rule). See
     ``scheduled_selection``.
     """
-    from dreaming.cli.common import parse_since
-
     if session_ids:
         return Selection(session_ids=list(session_ids))
     if day:
         return Selection.for_day(date.fromisoformat(day))
     sched = scheduled_start()
-    if sched is not None and (not since or _DURATION.match(since.strip())):
+    if sched is not None and (not since or parse_duration(since) is not None):
         return scheduled_selection(sched, since)
     if since:
         return Selection(since=parse_since(since))
     return Selection(all_new=True)
-
-
-_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNIT = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1),
-         "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
 def scheduled_selection(scheduled: datetime, since: str | None = None) -> Selection:
@@ -46,10 +40,7 @@ def scheduled_selection(scheduled: datetime, since: str | None = None) -> Select
     """
     s = scheduled.astimezone(UTC)
     end = datetime(s.year, s.month, s.day, tzinfo=UTC)
-    span = timedelta(days=1)
-    if since:
-        m = _DURATION.match(since.strip())
-        span = int(m.group(1)) * _UNIT[m.group(2)]
+    span = parse_duration(since) or timedelta(days=1)
     return Selection(since=end - span, until=end)
 
 

@@ -6,8 +6,7 @@ Exit codes: 0 success; 1 a run that ended failed/rejected; 2 bad usage or bad in
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import typer
@@ -55,21 +54,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-_DUR = re.compile(r"^(\d+)\s*([smhdw])$")
-
-
 def parse_since(text: str | None) -> datetime | None:
-    """'7d', '12h', '30m', '2w' or an ISO date/time → an aware UTC datetime."""
-    if not text:
-        return None
-    m = _DUR.match(text.strip())
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        delta = {"s": timedelta(seconds=n), "m": timedelta(minutes=n), "h": timedelta(hours=n),
-                 "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
-        return datetime.now(UTC) - delta
+    """'7d', '12h', '30m', '2w' or an ISO date/time → an aware UTC datetime (exit 2 otherwise)."""
+    from dreaming.errors import BadInput
+    from dreaming.timewindow import parse_since as parse
+
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"--since: expected a duration like 7d / 12h or an ISO date, got {text!r}")
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        return parse(text)
+    except BadInput as e:
+        fail(f"--since: {e.reason}")
