@@ -1,0 +1,40 @@
+"""`dreams run` contract checks through the installed entry point (real exit codes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dreaming.catalog import Catalog
+from dreaming.stores import StoreService
+
+DREAMS = str(Path(sys.executable).with_name("dreams"))
+
+
+def _run(lake, *args, env_extra=None, drop=()):
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["DREAMS_HOME"] = str(lake.home)
+    env.update(env_extra or {})
+    return subprocess.run([DREAMS, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_claude_without_a_key_fails_before_any_dream_is_recorded(lake):
+    StoreService(Catalog(lake)).create("s", scope="acme")
+    out = _run(lake, "run", "--store", "s", "--curator", "claude",
+               drop=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"))
+    assert out.returncode == 2, out.stderr
+    assert "ANTHROPIC_API_KEY" in out.stderr
+    assert Catalog(lake).list_dreams(include_archived=True) == []
+
+
+def test_bad_usage_exits_2_with_a_message(lake):
+    StoreService(Catalog(lake)).create("s", scope="acme")
+    out = _run(lake, "run", "--store", "s", "--instructions", "x" * 4097)
+    assert out.returncode == 2 and "4096" in out.stderr
+    out = _run(lake, "run", "--store", "nope")
+    assert out.returncode == 2 and "no memory store 'nope'" in out.stderr
+    out = _run(lake, "run", "--store", "s", "--since", "7d", "--all")
+    assert out.returncode == 2 and "choose one of" in out.stderr
+    assert Catalog(lake).list_dreams(include_archived=True) == []
