@@ -122,7 +122,9 @@ def list_(
     if json_:
         print_json({"data": [d.to_api() for d in dreams], "next_page": None})
         return
-    rows = [{"id": d.id, "status": d.status, "store": d.store_id, "sessions": len(d.session_ids),
+    names = {s["id"]: s["name"] for s in cat.list_stores(include_archived=True)}
+    rows = [{"id": d.id, "status": d.status, "store": names.get(d.store_id, d.store_id),
+             "sessions": len(d.session_ids),
              "changes": sum(n for op, n in d.counts.items() if op != "keep"), "promotion": d.promotion.state,
              "created_at": d.created_at} for d in dreams]
     print_table(rows, ["id", "status", "store", "sessions", "changes", "promotion", "created_at"], title="dreams")

@@ -112,7 +112,8 @@ def sessions(
         console.print("no sessions (ingest some with `dreams ingest PATH`)")
         return
     t = Table(title=f"{len(rows)} sessions (times in UTC)")
-    t.add_column("session", overflow="fold", min_width=12)
+    # session ids are never cut or folded: a user copies them into `dreams run --session`
+    t.add_column("session", no_wrap=True, min_width=max([7, *(len(str(r["session_id"])) for r in rows)]))
     if not tenant:
         t.add_column("tenant")
     if not agent:

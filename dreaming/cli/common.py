@@ -37,7 +37,12 @@ def print_json(obj: Any) -> None:
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
     t = Table(title=title, show_lines=False)
     for c in columns:
-        t.add_column(c)
+        if c == "id" or c.endswith("_id") or c == "session":
+            # ids are never cut short: a user copies them into the next command
+            width = max([len(c), *(len(str(r.get(c) or "")) for r in rows)])
+            t.add_column(c, min_width=width, no_wrap=True)
+        else:
+            t.add_column(c)
     for r in rows:
         t.add_row(*("" if r.get(c) is None else _cell(r.get(c)) for c in columns))
     console.print(t)
