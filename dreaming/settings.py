@@ -5,6 +5,9 @@ Values come from the environment (prefix ``DREAMS_``), e.g. ``DREAMS_HOME=/srv/l
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import Field
@@ -69,3 +72,23 @@ class Settings(BaseSettings):
 def get_settings(**overrides) -> Settings:
     """Fresh settings from the environment (cheap; not cached so tests can move the lake)."""
     return Settings(**overrides)
+
+
+@contextmanager
+def use_lake(home: Path, **settings: object) -> Iterator[Settings]:
+    """Point ``DREAMS_HOME`` (and other ``DREAMS_*`` settings) at ``home`` for the duration; restore after.
+
+    Flows and tasks build their own ``Catalog()`` from the environment, so a lake chosen in code
+    (the demo's, an eval scenario's) must be selected there, not only passed around.
+    """
+    env = {"DREAMS_HOME": str(home), **{f"DREAMS_{k.upper()}": str(v) for k, v in settings.items()}}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield get_settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 
 from dreaming.cli import app
 from dreaming.cli.common import JsonOpt, console, fail, print_json
-from dreaming.settings import get_settings
+from dreaming.settings import get_settings, use_lake
 
 MARKER = ".dreams-demo"
 
@@ -34,8 +33,13 @@ def demo(
     """Generate a sample lake (agents, sessions, a starting store) and dream over it."""
     home = (home or get_settings().home / "demo").resolve()
     _prepare(home)
-    os.environ["DREAMS_HOME"] = str(home)  # flows and tasks read the lake from the environment
+    with use_lake(home):  # flows and tasks read the lake from the environment
+        code = _run(home, seed, json_)
+    raise typer.Exit(code)
 
+
+def _run(home: Path, seed: int, json_: bool) -> int:
+    """Ingest → store → dream (→ review) in the demo lake; returns the exit code."""
     from dreaming.catalog import Catalog
     from dreaming.cli.cmd_dream import exit_code, print_outcome, run_dream_flow
     from dreaming.dreams import DreamService
@@ -70,7 +74,7 @@ def demo(
                    note="approved by the demo; read the diff before approving in real use").dream
     if json_:
         print_json({"lake": str(home), "dream": d.to_api()})
-        raise typer.Exit(exit_code(d))
+        return exit_code(d)
     print_outcome(d)
     if d.candidate_version:
         for op, cs in grouped(svc.changes(d.id)).items():
@@ -86,4 +90,4 @@ def demo(
                 console.print(f"  … and {len(cs) - 8} more (`dreams diff {d.id}`)")
     console.print(f"\nexplore it: [bold]DREAMS_HOME={home} dreams diff {d.id}[/] · "
                   f"dreams store show demo-memory · dreams store history demo-memory")
-    raise typer.Exit(exit_code(d))
+    return exit_code(d)

@@ -14,17 +14,15 @@ promotion and ``output_behavior=update_existing``. The eval dir is
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dreaming.atomic import write_text_atomic
 from dreaming.errors import BadInput
 from dreaming.evaluation import metrics as M
-from dreaming.settings import Settings, get_settings
+from dreaming.settings import Settings, get_settings, use_lake
 
 DEFAULT_SCENARIOS = ("small", "demo", "large")
 FLOORS = {  # the offline curator's floor on generated scenarios (issue 8); tests assert these
@@ -36,24 +34,7 @@ FLOORS = {  # the offline curator's floor on generated scenarios (issue 8); test
 }
 
 
-@contextmanager
-def lake_env(home: Path, **settings: object) -> Iterator[Settings]:
-    """Point ``DREAMS_HOME`` (and other ``DREAMS_*`` settings) at ``home`` for the duration; restore after.
-
-    The flow and its tasks build their own ``Catalog()`` from the environment, so the lake must be
-    selected there, not only passed around.
-    """
-    env = {"DREAMS_HOME": str(home), **{f"DREAMS_{k.upper()}": str(v) for k, v in settings.items()}}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield get_settings()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+lake_env = use_lake  # one implementation, in dreaming.settings
 
 
 def lake_tool_names(settings: Settings, tenant: str) -> list[str]:
