@@ -245,9 +245,11 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
                 FROM {ev} WHERE err
             ), e2 AS (
                 SELECT *, CASE WHEN rc <> '' THEN 'exit code ' || rc END AS exit_code FROM e
-            ), failed AS (  -- the call that failed: by tool_use_id, else the last call before the error
-                SELECT e2.*, coalesce(u1.event_id, u2.event_id) AS failed_event_id,
-                       coalesce(u1.label, u2.label) AS failed_tool, coalesce(u1.command, u2.command) AS failed_command
+            ), failed AS (  -- the call that failed: by tool_use_id, else (for a tool result) the last call
+                -- before it; an error that is no tool's result (a harness rejection, session.error) names no call
+                SELECT e2.*, coalesce(u1.event_id, CASE WHEN e2.is_result THEN u2.event_id END) AS failed_event_id,
+                       coalesce(u1.label, CASE WHEN e2.is_result THEN u2.label END) AS failed_tool,
+                       coalesce(u1.command, CASE WHEN e2.is_result THEN u2.command END) AS failed_command
                 FROM e2
                 LEFT JOIN {uses} u1 ON e2.tool_use_id IS NOT NULL AND u1.session_id = e2.session_id
                      AND u1.tool_use_id = e2.tool_use_id

@@ -56,7 +56,7 @@ def test_trajectory(tmp_path, lake, catalog):
         "system.message", "user.message",
         "agent.message", "agent.tool_use", "agent.tool_result",
         "agent.message", "agent.tool_use", "agent.tool_result",
-        "agent.message", "user.message",  # two bash blocks: rejected by the agent, nothing executed
+        "agent.message", "system.message",  # two bash blocks: the harness rejects it, nothing executed
         "agent.message", "agent.tool_use", "agent.tool_result",
         "agent.message", "agent.tool_use", "agent.tool_result",
         "span.outcome_evaluation_end",
@@ -71,10 +71,10 @@ def test_trajectory(tmp_path, lake, catalog):
     assert str(rows[0]["ts"]) == "2025-11-19 00:19:06+00:00"  # first assistant turn's time
     assert str(rows[7]["ts"]) == "2025-11-19 00:19:16+00:00"  # output takes its command's time
     assert {r["session_id"] for r in rows} == {"django__django-99999"}
-    assert (res.tool_calls, res.errors) == (4, 2)
+    assert (res.tool_calls, res.errors) == (4, 3)  # rc != 0, a traceback, and the harness rejection
     with Lake(lake) as lk:
         [s] = lk.sessions()
-    assert (s["tool_calls"], s["errors"], s["outcome"]) == (4, 2, "Submitted")
+    assert (s["tool_calls"], s["errors"], s["outcome"]) == (4, 3, "Submitted")  # the sessions view counts the rejection too
 
 
 def test_without_timestamps_or_instance_id(tmp_path, lake, catalog):

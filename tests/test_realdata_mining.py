@@ -53,8 +53,14 @@ def test_mine_tau_bench_and_swebench_django(research_data, catalog, lake):
     assert mistakes, "recurring errors exist in these transcripts"
     for c in mistakes:
         assert len({e.session_id for e in c.evidence}) >= 2, c
-        assert c.support >= 2 and c.taint == "tool_output"
+        harness = "EXACTLY ONE action" in (c.after or "")
+        # mined from tool output → tainted; the harness's rejection is the environment's own word
+        assert c.support >= 2 and c.taint == ("trusted" if harness else "tool_output"), c
         assert all(e.session_id in set(sessions) for e in c.evidence)
+    # SWE-bench's harness rejection ("provide EXACTLY ONE action…, found N actions") is one mistake,
+    # never a person's preference and never split per tool or per N
+    assert sum("EXACTLY ONE action" in (c.after or "") for c in mistakes) == 1
+    assert not any("EXACTLY ONE action" in (c.after or "") for c in adds if c.kind == "preference")
     assert any(c.kind == "workflow" for c in adds)
     out = apply_changes([], res.changes, now=inp.now)
     assert len(out) == len(adds) and len({m.path for m in out}) == len(out)

@@ -625,6 +625,7 @@ class _Run:
         msg = sorted(msgs.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if msgs else sig.split(" | ", 1)[-1]
         n = len(sessions)
         best = sorted(wk_sessions.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
+        tool_failed = any(r.get("failed_tool") for r in rows)  # else a harness message, no call failed
         ev = []
         firsts = {}
         for r in rows:
@@ -634,18 +635,19 @@ class _Run:
             (wk_tool, wk_cmd), wk_s = best[0]
             fix = (_retry_text(wk_cmd, [r for r in firsts.values() if r["session_id"] in wk_s]) if wk_cmd == failed
                    else f"use `{_clean(wk_cmd, 80)}` instead")
-            content = (f"When `{_clean(failed, 80)}` fails with '{_clean(msg)}', {fix} "
-                       f"(seen in {n} sessions; that workaround followed and succeeded in {len(wk_s)}).")
+            when = (f"When `{_clean(failed, 80)}` fails with '{_clean(msg)}'" if tool_failed
+                    else f"When the environment answers '{_clean(msg)}'")
+            content = f"{when}, {fix} (seen in {n} sessions; that workaround followed and succeeded in {len(wk_s)})."
             ev += _sources([r for r in firsts.values() if r["session_id"] in wk_s], eid="workaround_event_id",
                            ts="workaround_ts")
             conf = _confidence(n)
         else:
-            content = (f"`{_clean(failed, 80)}` fails with '{_clean(msg)}' (seen in {n} sessions); "
-                       "no workaround recurred yet.")
+            what = (f"`{_clean(failed, 80)}` fails with" if tool_failed else "The environment answers")
+            content = f"{what} '{_clean(msg)}' (seen in {n} sessions); no workaround recurred yet."
             conf = _confidence(n, 0.8)
         taint = _worst(*(r.get("taint") for r in rows))
         key = "mistake:" + ids.sha256_text(sig)[:16]
-        self._propose(kind="mistake", key=key, path=f"/mistakes/{_slug(failed + ' ' + _PLACEHOLDER.sub(' ', msg))}.md",
+        self._propose(kind="mistake", key=key, path=f"/mistakes/{_slug((failed + ' ' if tool_failed else '') + _PLACEHOLDER.sub(' ', msg))}.md",
                       content=content,
                       evidence=ev, support=n, confidence=conf, taint=taint,
                       reason=f"error signature {sig!r} recurs in {n} sessions")

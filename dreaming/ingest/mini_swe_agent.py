@@ -4,8 +4,10 @@ One file is one session: ``{instance_id, info {exit_status, submission, model_st
 messages [system, user (task), assistant (THOUGHT + one bash block), user (<returncode>,
 <output>), …]}``.
 
-Mapping: ``system`` → ``system.message``; the task and any other user turn that is not a command's
-output (e.g. "Please always provide EXACTLY ONE action…") → ``user.message``; an assistant turn →
+Mapping: ``system`` → ``system.message``; the first user turn (the task, the only turn a person
+wrote) → ``user.message``; a later user turn that is not a command's output is the harness
+rejecting a malformed action ("Please always provide EXACTLY ONE action…") → ``system.message``
+with ``is_error`` (so it is never mined as a person's preference); an assistant turn →
 ``agent.message`` (its full text) and, when it holds exactly one ```` ```bash ```` block (the only
 case mini-swe-agent executes), an ``agent.tool_use`` (tool ``bash``, input ``{"command": …}``);
 the user turn that answers an executed command → ``agent.tool_result`` (role ``tool``), an error
@@ -86,6 +88,7 @@ def parse(src: Source, out: EventRows) -> None:
     last = first
 
     pending_tool: str | None = None
+    seen_task = False
     for i, m in enumerate(messages):
         role, content = m["role"], m["content"]
         if first is not None:
@@ -119,8 +122,13 @@ def parse(src: Source, out: EventRows) -> None:
                 add("agent.tool_result", "tool", raw, text=content, tool_name="bash", tool_use_id=pending_tool,
                     is_error=is_error_output(content))
                 pending_tool = None
+            elif not seen_task:
+                add("user.message", "user", raw, text=content)  # the task: the only human turn
+                seen_task = True
             else:
-                add("user.message", "user", raw, text=content)
+                # the harness answering a malformed action ("Please always provide EXACTLY ONE
+                # action…"): not a person's preference, but the agent's mistake
+                add("system.message", "system", raw, text=content, is_error=True)
 
     info = doc.get("info")
     if isinstance(info, dict) and info.get("exit_status") is not None:
