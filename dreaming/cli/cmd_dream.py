@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -10,7 +9,8 @@ from rich.markdown import Markdown
 
 from dreaming.catalog import Catalog
 from dreaming.cli import app
-from dreaming.cli.common import JsonOpt, console, err_console, fail, parse_since, print_json, print_table
+from dreaming.cli.common import (JsonOpt, console, err_console, fail, parse_since, prefect_defaults, print_json,
+                                 print_table)
 from dreaming.dreams import DreamService, Selection
 from dreaming.models import Dream
 from dreaming.report import diff_rows, render_report
@@ -25,16 +25,6 @@ def _selection(session: list[str] | None, since: str | None, all_: bool) -> Sele
     if since:
         return Selection(since=parse_since(since))
     return Selection(all_new=True)
-
-
-def prefect_defaults() -> None:
-    """Defaults for running flows from the CLI (the user's own settings win).
-
-    Without PREFECT_API_URL, Prefect starts a temporary local server; on a small or busy machine
-    it needs longer than Prefect's 20 s default to come up. Telemetry stays off.
-    """
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def run_dream_flow(dream: Dream, *, approval_timeout_s: int = 0) -> Dream:

@@ -6,7 +6,7 @@ import typer
 
 from dreaming.catalog import Catalog
 from dreaming.cli import app
-from dreaming.cli.common import JsonOpt, console, err_console, fail, print_json, print_table
+from dreaming.cli.common import JsonOpt, console, err_console, fail, prefect_defaults, print_json, print_table
 from dreaming.ops import plan_backfill, select_fleet_stores
 
 BACKFILL_COLUMNS = ["day", "sessions", "action", "dream_id", "status", "promotion", "changes", "error"]
@@ -59,6 +59,7 @@ def backfill(
                         title=f"backfill plan for {store} (dry run)")
         return
     plan_backfill(Catalog(), store, from_, to)  # bad store / dates: exit 2 before Prefect starts
+    prefect_defaults()
     from flows.backfill import backfill as backfill_flow
 
     state = backfill_flow(store=store, start=from_, end=to, curator=curator, model=model,
@@ -103,6 +104,7 @@ def fleet(
                 for s in select_fleet_stores(Catalog(), scope=scope, stores=store, only_new=only_new)]
         print_json(rows) if json_ else print_table(rows, ["store", "store_id", "scope"], title="fleet (dry run)")
         return
+    prefect_defaults()
     from flows.fleet import fleet_flow
 
     state = fleet_flow(runner, workers)(scope=scope, stores=store, only_new=only_new, curator=curator,

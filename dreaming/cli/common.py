@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a run that ended failed/rejected; 2 bad usage or bad in
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -68,3 +69,13 @@ def parse_since(text: str | None) -> datetime | None:
         return parse(text)
     except BadInput as e:
         fail(f"--since: {e.reason}")
+
+
+def prefect_defaults() -> None:
+    """Defaults for running flows from the CLI (the user's own settings win).
+
+    Without PREFECT_API_URL, Prefect starts a temporary local server; on a small or busy machine
+    it needs longer than Prefect's 20 s default to come up. Telemetry stays off.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
