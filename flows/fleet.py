@@ -28,7 +28,7 @@ from dreaming import ids
 from dreaming.catalog import Catalog
 from dreaming.errors import NotFound
 from dreaming.ops import outcome_row, select_fleet_stores
-from flows.dream import dream as dream_flow
+from flows.dream import dream as dream_flow  # noqa: F401 - looked up at run time by _dream_flow()
 from flows.hooks import store_writer_slot
 
 FLEET_LIMIT = "dreams-fleet"

@@ -4,7 +4,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from dreaming.catalog import Catalog
 from dreaming.dreams import DreamService, Selection
 from dreaming.errors import BadInput, NotFound
 from dreaming.ops import (
