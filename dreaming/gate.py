@@ -91,16 +91,21 @@ class GateResult:
         d["results"] = [ExpectationResult(**r) for r in d.get("results", [])]
         return cls(**d)
 
+    @staticmethod
+    def _brief(r: "ExpectationResult") -> str:
+        """``suite.name`` and how much failed: rows, or for the store-level share the share itself."""
+        share = next((e["removed_share"] for e in r.examples if isinstance(e, Mapping) and "removed_share" in e),
+                     None)
+        if share is not None:
+            return f"{r.suite}.{r.name} ({share:.0%} of the base store)"
+        return f"{r.suite}.{r.name}" + (f" ({r.unexpected_count} rows)" if r.unexpected_count else "")
+
     def summary(self) -> str:
         if self.needs_review:
-            return "needs a person: " + ", ".join(
-                f"{r.suite}.{r.name}" + (f" ({r.unexpected_count} rows)" if r.unexpected_count else "")
-                for r in self.warnings
-            )
+            return "needs a person: " + ", ".join(self._brief(r) for r in self.warnings)
         if self.success and not self.warnings:
             return f"gate passed ({len(self.results)} expectations, mode {self.mode})"
-        parts = [f"{r.suite}.{r.name}" + (f" ({r.unexpected_count} rows)" if r.unexpected_count else "")
-                 for r in self.failures]
+        parts = [self._brief(r) for r in self.failures]
         head = "gate passed" if self.success else "gate failed: " + ", ".join(parts)
         if self.warnings:
             head += "; needs review: " + ", ".join(f"{r.suite}.{r.name}" for r in self.warnings)

@@ -214,3 +214,12 @@ def test_evidence_may_cite_the_base_store_own_provenance_but_not_invented_sessio
     res = run_gate([m.model_dump() for m in apply_changes(base, forged)], [c.model_dump() for c in forged], base,
                    INPUTS, lake)
     assert "evidence_from_input_sessions" in {r.name for r in res.failures}
+
+
+def test_summary_gives_the_removed_share_not_a_row_count(lake):
+    base = base_memories()
+    cs = finalize([Change(op="prune", memory_id=f"mem_{i}", evidence=[ev()], reason="stale") for i in range(3)],
+                  "drm_t")
+    res = run_gate([m.model_dump() for m in apply_changes(base, cs)], [c.model_dump() for c in cs], base,
+                   INPUTS, lake)
+    assert "changeset.removed_share_within_limit (38% of the base store)" in res.summary()
