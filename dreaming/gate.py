@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,6 +58,7 @@ class ExpectationResult:
     examples: list[dict] = field(default_factory=list)
     description: str = ""
     error: str | None = None
+    relaxed_in_review: bool = False  # a person may waive it (the suite's meta says so)
 
 
 @dataclass
@@ -99,6 +100,12 @@ class GateResult:
         if share is not None:
             return f"{r.suite}.{r.name} ({share:.0%} of the base store)"
         return f"{r.suite}.{r.name}" + (f" ({r.unexpected_count} rows)" if r.unexpected_count else "")
+
+    def as_review(self) -> "GateResult":
+        """The same validation judged in review mode: what a person may waive no longer blocks."""
+        results = [replace(r, blocking=not r.relaxed_in_review) for r in self.results]
+        return replace(self, mode="review", results=results,
+                       success=not any(not r.success and r.blocking for r in results))
 
     def summary(self) -> str:
         if self.needs_review:
@@ -425,6 +432,7 @@ def _expectation_result(suite: str, r, mode: str) -> ExpectationResult:
         column=cfg.kwargs.get("column"),
         success=bool(r.success),
         blocking=not (relaxed and mode == "review"),
+        relaxed_in_review=relaxed,
         unexpected_count=_plain(raw.get("unexpected_count")),
         observed_value=_plain(raw.get("observed_value")),
         examples=_jsonable(examples),
@@ -509,7 +517,7 @@ def gate_dream(
     if not result.success and mode == "auto":
         # Failed only on what a person may waive (tainted content, a large removal)? Then the dream
         # needs a person, not a verdict: it waits for approval instead of ending gate_failed.
-        reviewed = run_gate(candidate, changes, base, d.session_ids, settings, mode="review", data_docs=data_docs)
+        reviewed = result.as_review()  # mode only decides what blocks: no second validation
         if reviewed.success:
             reviewed.needs_review = True
             result = reviewed

@@ -223,3 +223,15 @@ def test_summary_gives_the_removed_share_not_a_row_count(lake):
     res = run_gate([m.model_dump() for m in apply_changes(base, cs)], [c.model_dump() for c in cs], base,
                    INPUTS, lake)
     assert "changeset.removed_share_within_limit (38% of the base store)" in res.summary()
+
+
+def test_review_verdict_derived_from_an_auto_run_equals_a_review_run(lake):
+    changes = [Change(op="add", path="/fetched.md", after="from a web page", taint="untrusted", evidence=[ev()])]
+    cand, rows, base = _inputs(None, None, changes)
+    auto = run_gate(cand, rows, base, INPUTS, lake)
+    review = run_gate(cand, rows, base, INPUTS, lake, mode="review")
+    assert not auto.success and review.success
+    derived = auto.as_review()
+    assert (derived.success, derived.mode) == (review.success, review.mode)
+    assert [(r.name, r.success, r.blocking) for r in derived.results] == \
+        [(r.name, r.success, r.blocking) for r in review.results]
