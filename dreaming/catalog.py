@@ -316,26 +316,6 @@ class Catalog:
 
     # --- snapshots ----------------------------------------------------------------------------
 
-    def find_snapshot(self, source_sha256: str, tenant: str, agent_id: str | None, fmt: str) -> dict | None:
-        with self.engine.connect() as conn:
-            r = (
-                conn.execute(
-                    sa.select(snapshots).where(
-                        (snapshots.c.source_sha256 == source_sha256)
-                        & (snapshots.c.tenant == tenant)
-                        & (
-                            snapshots.c.agent_id.is_(None)
-                            if agent_id is None
-                            else snapshots.c.agent_id == agent_id
-                        )
-                        & (snapshots.c.source_format == fmt)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return dict(r) if r else None
-
     def insert_snapshot(self, conn: sa.Connection, row: dict) -> None:
         conn.execute(snapshots.insert().values(**row))
 

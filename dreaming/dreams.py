@@ -7,7 +7,6 @@ Every step is re-runnable: a retried dream with the same id reuses what is alrea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -297,7 +296,3 @@ class DreamCanceled(Exception):
 def _set(d: Dream, **kw) -> None:
     for k, v in kw.items():
         setattr(d, k, v)
-
-
-def dream_summary(d: Dream) -> dict:
-    return json.loads(json.dumps(d.to_api(), default=str))

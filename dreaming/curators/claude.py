@@ -216,15 +216,6 @@ def is_transient_error(exc: BaseException) -> bool:
     return False
 
 
-def prefect_retry_condition(task, task_run, state) -> bool:  # noqa: ARG001 — Prefect's signature
-    """A ready-made ``retry_condition_fn`` for a Prefect task that calls the curator (no Prefect import)."""
-    try:
-        state.result()
-    except BaseException as exc:  # noqa: BLE001
-        return is_transient_error(exc)
-    return False
-
-
 _STATUS_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

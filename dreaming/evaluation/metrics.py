@@ -24,7 +24,6 @@ from functools import lru_cache
 from dreaming.models import Change, Memory
 
 STORE_EVIDENCE_PREFIX = "store:"  # evidence that points at store memories, not transcript events
-MINED_KINDS = ("mistake", "workflow", "preference")
 
 
 # --- small helpers -------------------------------------------------------------------------------

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from dreaming.atomic import write_text_atomic
 from dreaming.errors import BadInput
-from dreaming.evaluation.runner import lake_env
 from dreaming.models import Memory
-from dreaming.settings import get_settings
+from dreaming.settings import get_settings, use_lake
 
 BUDGETS = (500, 1000, 2000, 4000)
 _SESSION = re.compile(r"^session_(\d+)$")
@@ -226,7 +225,7 @@ def run_locomo(path: Path, *, curator: str = "rules", model: str | None = None, 
     if not files:
         raise BadInput("no LoCoMo conversation files", file=str(path))
     convs = []
-    with lake_env(work / "lake", max_sessions_per_dream=1000) as settings:
+    with use_lake(work / "lake", max_sessions_per_dream=1000) as settings:
         catalog = Catalog(settings)
         for f in files:
             conv_id = f.stem
@@ -276,7 +275,7 @@ def run_transcripts(path: Path, *, curator: str = "rules", model: str | None = N
     from dreaming.ingest import ingest_files
     from dreaming.stores import StoreService
 
-    with lake_env(work / "lake", max_sessions_per_dream=5000) as settings:
+    with use_lake(work / "lake", max_sessions_per_dream=5000) as settings:
         catalog = Catalog(settings)
         if progress:
             progress(f"ingesting {path} …")

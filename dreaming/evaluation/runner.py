@@ -34,9 +34,6 @@ FLOORS = {  # the offline curator's floor on generated scenarios (issue 8); test
 }
 
 
-lake_env = use_lake  # one implementation, in dreaming.settings
-
-
 def lake_tool_names(settings: Settings, tenant: str) -> list[str]:
     """Distinct tool names of one tenant's events (the vocabulary workflows are read with)."""
     from dreaming.lake import Lake
@@ -75,7 +72,7 @@ def run_scenario(name: str, seed: int, root: Path, *, curator: str = "rules", mo
 
     sc = generate_scenario(root / "sources", seed=seed, name=name, overwrite=True)
     n_sessions = sum(sc.truth["counts"]["sessions"].values())
-    with lake_env(root / "lake", max_sessions_per_dream=max(100, n_sessions)) as settings:
+    with use_lake(root / "lake", max_sessions_per_dream=max(100, n_sessions)) as settings:
         catalog = Catalog(settings)
         t0 = time.perf_counter()
         sc.ingest(catalog)
