@@ -25,7 +25,9 @@ Promotion = Literal["not_requested", "awaiting_approval", "promoted", "rejected"
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=(datetime.now(UTC).microsecond // 1000) * 1000)
+    """Now in UTC, to the millisecond (one clock read: two could straddle a second boundary)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def iso(dt: datetime | None) -> str | None:
