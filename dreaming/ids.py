@@ -26,6 +26,9 @@ EVENT = "sevt"
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits → 2 characters
 
 
+_SHIFTS: dict[int, tuple[int, ...]] = {}
+
+
 def _b32(n: int, length: int) -> str:
     """``n`` as ``length`` Crockford base32 characters, most significant first (zero-padded).
 
@@ -33,7 +36,13 @@ def _b32(n: int, length: int) -> str:
     """
     if length % 2:
         return _ALPHABET[(n >> (length - 1) * 5) & 31] + _b32(n, length - 1)
-    return "".join([_PAIRS[(n >> s) & 1023] for s in range(length * 5 - 10, -1, -10)])
+    shifts = _SHIFTS.get(length)
+    if shifts is None:
+        shifts = _SHIFTS[length] = tuple(range(length * 5 - 10, -1, -10))
+    return "".join([_PAIRS[(n >> s) & 1023] for s in shifts])
+
+
+_SHIFTS_26 = tuple(range(120, -1, -10))  # 26 characters = 13 steps of 10 bits (130 bits >= 128)
 
 
 def new_id(prefix: str) -> str:
@@ -45,8 +54,38 @@ def new_id(prefix: str) -> str:
 
 def stable_id(prefix: str, *parts: object) -> str:
     """A deterministic id derived from ``parts`` (same parts -> same id)."""
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
-    return f"{prefix}_{_b32(int.from_bytes(h[:16], 'big'), 26)}"
+    n = int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()[:16], "big")
+    return prefix + "_" + "".join([_PAIRS[(n >> s) & 1023] for s in _SHIFTS_26])
+
+
+def stable_ids(prefix: str, keys: list[str]) -> list[str]:
+    """``[stable_id(prefix, *parts) for parts in ...]`` in bulk, given each ``"\x1f".join(map(str, parts))``.
+
+    The same ids as ``stable_id``; the base32 step runs over all digests at once in numpy, which
+    makes minting an id for every ingested event about 2-3x cheaper than one call per event.
+    """
+    import numpy as np
+
+    if not keys:
+        return []
+    sha = hashlib.sha256
+    digests = b"".join([sha(k.encode("utf-8")).digest()[:16] for k in keys])
+    halves = np.frombuffer(digests, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    hi, lo = halves[:, 0], halves[:, 1]
+    # the 130-bit number (2 zero bits, then the 128 bits) in 26 groups of 5 bits, most significant first
+    codes = np.empty((len(keys), 26), dtype=np.uint8)
+    for k in range(26):
+        low_bit = 125 - 5 * k  # bit index of the group's least significant bit
+        if low_bit >= 64:
+            g = hi >> np.uint64(low_bit - 64)
+        elif low_bit + 5 <= 64:
+            g = lo >> np.uint64(low_bit)
+        else:  # straddles the halves
+            g = (hi << np.uint64(64 - low_bit)) | (lo >> np.uint64(low_bit))
+        codes[:, k] = g & np.uint64(31)
+    text = np.frombuffer(_ALPHABET.encode("ascii"), dtype=np.uint8)[codes].tobytes().decode("ascii")
+    head = prefix + "_"
+    return [head + text[i : i + 26] for i in range(0, 26 * len(keys), 26)]
 
 
 def sha256_text(text: str) -> str:

@@ -26,3 +26,18 @@ def test_ids_shapes_order_and_determinism():
     assert ids.stable_id("sevt", "t", "s", 1) == ids.stable_id("sevt", "t", "s", 1)
     assert ids.stable_id("sevt", "t", "s", 1) != ids.stable_id("sevt", "t", "s", 2)
     assert ids.stable_id("x", "ab", "c") != ids.stable_id("x", "a", "bc")  # parts are delimited
+
+
+def reference_stable_id(prefix: str, *parts: object) -> str:
+    import hashlib
+
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    return f"{prefix}_{reference_b32(int.from_bytes(h[:16], 'big'), 26)}"
+
+
+def test_stable_id_and_the_bulk_form_match_the_plain_definition():
+    parts = [("sesn_" + os.urandom(4).hex(), n, os.urandom(n % 40).hex() + "é✓\u2028") for n in range(3000)]
+    expected = [reference_stable_id("sevt", *p) for p in parts]
+    assert [ids.stable_id("sevt", *p) for p in parts] == expected
+    assert ids.stable_ids("sevt", ["\x1f".join(map(str, p)) for p in parts]) == expected
+    assert ids.stable_ids("sevt", []) == []

@@ -157,6 +157,42 @@ def test_overlapping_exports_count_each_event_once(tmp_path, lake, catalog):
     assert total == (11, 11)
 
 
+def test_the_same_content_twice_in_one_batch_is_ingested_once(tmp_path, lake, catalog):
+    a, b = tmp_path / "a.jsonl", tmp_path / "copy-of-a.jsonl"
+    jsonl(a, events("sesn_A", 4))
+    b.write_bytes(a.read_bytes())
+    report = ingest_files([a, b], catalog)
+    assert [r.status for r in report.files] == ["ingested", "skipped"]
+    assert report.files[1].snapshot_id == report.files[0].snapshot_id
+    assert "earlier in this batch" in report.files[1].note
+    assert len(lake_files(lake)) == 1 and len(catalog.list_snapshots()) == 1
+    assert not list(lake.staging_dir.glob("*")), "the withdrawn copy left a staged file behind"
+
+
+def test_files_are_registered_in_groups_and_each_stays_all_or_nothing(tmp_path, lake, catalog, monkeypatch):
+    import gc
+
+    import dreaming.ingest as ingest
+
+    monkeypatch.setattr(ingest, "COMMIT_GROUP", 2)
+    commits = []
+    real_insert = catalog.insert_snapshot
+    monkeypatch.setattr(catalog, "insert_snapshot", lambda conn, row: (commits.append(row["id"]),
+                                                                         real_insert(conn, row)))
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"s{i}.jsonl")
+        jsonl(paths[-1], events(f"sesn_{i}", 3))
+    (tmp_path / "s2.jsonl").write_text("{oops}\n")  # the middle file is bad
+    report = ingest_files(paths, catalog)
+    assert [r.status for r in report.files] == ["ingested", "ingested", "failed", "ingested", "ingested"]
+    assert "s2.jsonl" in report.files[2].error
+    assert sorted(commits) == sorted(r.snapshot_id for r in report.ingested)
+    assert {s["id"] for s in catalog.list_snapshots()} == set(commits)
+    assert len(lake_files(lake)) == 4 and not list(lake.staging_dir.glob("*"))
+    assert gc.isenabled()  # paused during the batch only
+
+
 def test_duplicate_events_inside_one_file_count_once(tmp_path, lake, catalog):
     f = tmp_path / "dup.jsonl"
     jsonl(f, events("sesn_A", 3) + events("sesn_A", 3))

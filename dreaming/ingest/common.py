@@ -12,12 +12,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from dreaming import ids
 from dreaming.errors import BadInput
 from dreaming.schema import EVENT_SCHEMA
 
@@ -85,7 +87,7 @@ class Source:
     records: list[Record] = field(default_factory=list)
     _array_lines: list[int] | None = None
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
@@ -258,8 +260,12 @@ def parse_ts(value: Any) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def synthetic_ts(conversation: int, seq: int) -> datetime:
-    return SYNTHETIC_BASE + timedelta(minutes=conversation, seconds=seq)
+_SYNTHETIC_BASE_US = (SYNTHETIC_BASE - _EPOCH) // _ONE_US
+
+
+def synthetic_ts(conversation: int, seq: int) -> int:
+    """The synthetic time of event ``seq`` of conversation ``conversation``, in µs since the epoch."""
+    return _SYNTHETIC_BASE_US + (conversation * 60 + seq) * 1_000_000
 
 
 def flatten(content: Any) -> str | None:
@@ -325,20 +331,23 @@ def json_input(value: Any) -> str | None:
 
 
 class EventRows:
-    """Column builder for one source file. ``add`` assigns ``seq`` per session and drops an
-    event whose id was already seen in this file (a file that repeats itself counts once)."""
+    """Row builder for one source file. ``add`` assigns ``seq`` per session and drops an
+    event whose id was already seen in this file (a file that repeats itself counts once).
+
+    Rows are kept as tuples in ``EVENT_SCHEMA`` order and turned into columns once, in ``table``:
+    one append per event is the cheapest thing Python can do per row (ingest maps every event)."""
 
     def __init__(self, tenant: str, agent_id: str | None, source_format: str, snapshot_id: str):
         self.tenant, self.agent_id = tenant, agent_id
         self.source_format, self.snapshot_id = source_format, snapshot_id
-        self.cols: dict[str, list] = {n: [] for n in EVENT_SCHEMA.names}
+        self.rows: list[tuple] = []
+        self._hashed: list[tuple[int, str]] = []  # (row, id key) of rows whose event_id is minted in table()
         self._seq: dict[str, int] = {}
         self._seen: set[str] = set()
         self.sessions_order: list[str] = []
-        self._appends = tuple(self.cols[n].append for n in EVENT_SCHEMA.names)
 
     def __len__(self) -> int:
-        return len(self.cols["event_id"])
+        return len(self.rows)
 
     def next_seq(self, session_id: str) -> int:
         return self._seq.get(session_id, 0)
@@ -347,7 +356,7 @@ class EventRows:
         self,
         session_id: str,
         event_id: str,
-        ts: datetime,
+        ts: datetime | int,
         type: str,
         role: str | None,
         text: str | None = None,
@@ -358,51 +367,59 @@ class EventRows:
         outcome: str | None = None,
         raw: str | None = None,
         agent_id: str | None = None,
+        id_key: str | None = None,
     ) -> bool:
-        if event_id in self._seen:
+        """Append one event; ``ts`` is an aware datetime or integer microseconds since the epoch.
+
+        ``event_id=None`` with ``id_key`` gives the event ``stable_id(EVENT, session_id, seq, id_key)``,
+        minted in bulk by ``table()``. Such ids embed (session, seq), which no other event of the file
+        has, so they need no duplicate check; given ids are checked (a repeated one is dropped)."""
+        if event_id is None:
+            if id_key is None:
+                raise ValueError("an event needs an event_id or an id_key")
+        elif event_id in self._seen:
             return False
-        self._seen.add(event_id)
+        else:
+            self._seen.add(event_id)
         seq = self._seq.get(session_id)
         if seq is None:
             self.sessions_order.append(session_id)
             seq = 0
         self._seq[session_id] = seq + 1
-        (tenant_, agent_, session_, seq_, event_, ts_, type_, role_, text_, tool_name_, tool_use_, tool_input_,
-         is_error_, outcome_, format_, snapshot_, raw_) = self._appends
-        tenant_(self.tenant)
-        agent_(self.agent_id if self.agent_id is not None else agent_id)
-        session_(session_id)
-        seq_(seq)
-        event_(event_id)
-        ts_((ts - _EPOCH) // _ONE_US)  # int µs: pyarrow would import pandas for aware datetimes
-        type_(type)
-        role_(role)
-        text_(text)
-        tool_name_(tool_name)
-        tool_use_(tool_use_id)
-        tool_input_(tool_input)
-        is_error_(bool(is_error))
-        outcome_(outcome)
-        format_(self.source_format)
-        snapshot_(self.snapshot_id)
-        raw_(raw)
+        if event_id is None:
+            self._hashed.append((len(self.rows), f"{session_id}\x1f{seq}\x1f{id_key}"))
+        if ts.__class__ is not int:
+            ts = (ts - _EPOCH) // _ONE_US  # int µs: pyarrow would import pandas for aware datetimes
+        self.rows.append((
+            session_id, seq, event_id, ts, type, role, text, tool_name, tool_use_id, tool_input,
+            bool(is_error), outcome, raw, agent_id,
+        ))
         return True
 
+    def columns(self) -> dict[str, list]:
+        """The rows as one list per column of ``EVENT_SCHEMA`` (constants repeated)."""
+        n = len(self.rows)
+        (session, seq, event, ts, type_, role, text, tool_name, tool_use, tool_input, is_error, outcome, raw,
+         agent) = (list(c) for c in zip(*self.rows, strict=True)) if n else ([] for _ in range(14))
+        if self.agent_id is not None:
+            agent = [self.agent_id] * n
+        if self._hashed:
+            for (row, _), eid in zip(self._hashed, ids.stable_ids(ids.EVENT, [k for _, k in self._hashed]),
+                                     strict=True):
+                event[row] = eid
+        return {
+            "tenant": [self.tenant] * n, "agent_id": agent, "session_id": session, "seq": seq,
+            "event_id": event, "ts": ts, "type": type_, "role": role, "text": text, "tool_name": tool_name,
+            "tool_use_id": tool_use, "tool_input": tool_input, "is_error": is_error, "outcome": outcome,
+            "source_format": [self.source_format] * n, "snapshot_id": [self.snapshot_id] * n, "raw": raw,
+        }
+
     def table(self) -> pa.Table:
-        cols = dict(self.cols)
+        cols = self.columns()
+        assert list(cols) == EVENT_SCHEMA.names, "EventRows.columns out of step with EVENT_SCHEMA"
         cols["ts"] = pa.array(cols["ts"], type=pa.int64()).cast(EVENT_SCHEMA.field("ts").type)
         return pa.Table.from_pydict(cols, schema=EVENT_SCHEMA)
 
-    # summary counts, defined like the `sessions` view
     @property
     def sessions(self) -> int:
         return len(self._seq)
-
-    @property
-    def tool_calls(self) -> int:
-        return sum(1 for t in self.cols["type"] if t in TOOL_USE_TYPES)
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for e, t in zip(self.cols["is_error"], self.cols["type"], strict=True)
-                   if e or t == "session.error")

@@ -100,9 +100,8 @@ def parse(src: Source, out: EventRows) -> None:
         h = short_hash(raw)
 
         def add(etype: str, erole: str, part_raw: str | None, _h=h, _ts=ts, **kw) -> None:
-            seq = out.next_seq(sid)
-            out.add(sid, ids.stable_id(ids.EVENT, sid, seq, _h), _ts or synthetic_ts(0, seq), etype, erole,
-                    raw=part_raw, **kw)
+            out.add(sid, None, _ts or synthetic_ts(0, out.next_seq(sid)), etype, erole, raw=part_raw, id_key=_h,
+                    **kw)
 
         if role == "system":
             add("system.message", "system", raw, text=content)

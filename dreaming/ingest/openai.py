@@ -51,6 +51,7 @@ FORMAT = "openai"
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _TS_KEYS = ("timestamp", "created_at", "created", "ts")
+_TS_KEY_SET = frozenset(_TS_KEYS)
 
 
 def _is_message(obj: Any) -> bool:
@@ -118,10 +119,16 @@ def _session_id(src: Source, conv: _Conv, occurrences: dict, single_bare: bool) 
     return ids.stable_id(ids.SESSION, *key, n)
 
 
+def _message_id(m: dict) -> str | None:
+    mid = m.get("id")
+    return mid if isinstance(mid, str) and mid else None
+
+
 def parse(src: Source, out: EventRows) -> None:
     convs = _conversations(src)
     occurrences: dict = {}
     single_bare = len(convs) == 1 and convs[0].meta is None
+    add, next_seq = out.add, out.next_seq  # every message passes through here: keep the loop lean
     for ci, conv in enumerate(convs):
         sid = _session_id(src, conv, occurrences, single_bare)
 
@@ -131,41 +138,36 @@ def parse(src: Source, out: EventRows) -> None:
             path = f"{_c.path}[{mi}]"
             return src.error(msg, _c.rec, f"{path}.{field}" if field else path)
 
-        # timestamps: given ones carried forward; none at all → synthetic
-        given: list[datetime | None] = []
-        for mi, m in enumerate(conv.messages):
-            if not isinstance(m, dict):
-                raise err(f"expected a message object, got {type(m).__name__}", mi)
+        msgs = conv.messages
+        bad = next((mi for mi, m in enumerate(msgs) if not isinstance(m, dict)), None)
+        if bad is not None:
+            raise err(f"expected a message object, got {type(msgs[bad]).__name__}", bad)
+        # timestamps: given ones carried forward; none at all (tau-bench) → synthetic
+        given: list[datetime | None] = [None] * len(msgs)
+        for mi, m in enumerate(msgs):
+            if _TS_KEY_SET.isdisjoint(m):
+                continue
             v = next((m[k] for k in _TS_KEYS if m.get(k) not in (None, "")), None)
             ts = parse_ts(v) if v is not None else None
             if v is not None and ts is None:
                 raise err(f"unreadable timestamp {v!r}", mi, "timestamp")
-            given.append(ts)
-        have_ts = any(t is not None for t in given)
-        first = next((t for t in given if t is not None), None)
+            given[mi] = ts
+        last_ts = next((t for t in given if t is not None), None)
+        have_ts = last_ts is not None
 
-        last_ts = first
-
-        def add(m: dict, ts: datetime | None, etype: str, erole: str, part_raw: str, first_of_msg: bool,
-                _sid=sid, _ci=ci, **kw) -> None:
-            seq = out.next_seq(_sid)
-            mid = m.get("id") if first_of_msg else None
-            eid = mid if isinstance(mid, str) and mid else ids.stable_id(ids.EVENT, _sid, seq, part_raw)
-            out.add(_sid, eid, ts or synthetic_ts(_ci, seq), etype, erole, raw=part_raw, **kw)
-
-        for mi, m in enumerate(conv.messages):
+        for mi, m in enumerate(msgs):
             role = m.get("role")
             if role not in ROLES:
                 raise err(f"unknown message role {role!r}", mi, "role")
-            ts = None
             if have_ts:
                 ts = given[mi] or last_ts
                 last_ts = ts
+            else:
+                ts = synthetic_ts(ci, next_seq(sid))  # the seq the next event of this session gets
             raw = dumps(m)
-            if role in ("system", "developer"):
-                add(m, ts, "system.message", "system", raw, True, text=flatten(m.get("content")))
-            elif role == "user":
-                add(m, ts, "user.message", "user", raw, True, text=flatten(m.get("content")))
+            if role == "user":
+                add(sid, _message_id(m), ts, "user.message", "user", text=flatten(m.get("content")), raw=raw,
+                    id_key=raw)
             elif role == "assistant":
                 text = flatten(m.get("content"))
                 calls = m.get("tool_calls") or []
@@ -173,10 +175,11 @@ def parse(src: Source, out: EventRows) -> None:
                     raise err("tool_calls must be a list", mi, "tool_calls")
                 if m.get("function_call"):
                     calls = [*calls, {"function": m["function_call"]}]
-                first_part = True
+                mid = _message_id(m)  # the message's id goes to its first event
+                part_raw = raw
                 if text or not calls:
-                    add(m, ts, "agent.message", "assistant", raw, True, text=text)
-                    first_part = False
+                    add(sid, mid, ts, "agent.message", "assistant", text=text, raw=raw, id_key=raw)
+                    mid, part_raw = None, None
                 for k, call in enumerate(calls):
                     if not isinstance(call, dict):
                         raise err("a tool call must be an object", mi, f"tool_calls[{k}]")
@@ -185,14 +188,20 @@ def parse(src: Source, out: EventRows) -> None:
                     if not name:
                         raise err("tool call has no function name", mi, f"tool_calls[{k}].function.name")
                     tool_input = json_input(fn.get("arguments", fn.get("input")))
-                    add(m, ts, "agent.tool_use", "assistant", raw if first_part else dumps(call), first_part,
-                        tool_name=name, tool_use_id=call.get("id"), tool_input=tool_input, text=tool_input)
-                    first_part = False
+                    part_raw = part_raw or dumps(call)
+                    if not have_ts:
+                        ts = synthetic_ts(ci, next_seq(sid))
+                    add(sid, mid, ts, "agent.tool_use", "assistant", tool_name=name, tool_use_id=call.get("id"),
+                        tool_input=tool_input, text=tool_input, raw=part_raw, id_key=part_raw)
+                    mid, part_raw = None, None
+            elif role in ("system", "developer"):
+                add(sid, _message_id(m), ts, "system.message", "system", text=flatten(m.get("content")), raw=raw,
+                    id_key=raw)
             else:  # tool / function result
                 text = flatten(m.get("content"))
                 is_err = bool(m.get("is_error")) or (text or "").lstrip().startswith("Error:")
-                add(m, ts, "agent.tool_result", "tool", raw, True, text=text, tool_name=m.get("name"),
-                    tool_use_id=m.get("tool_call_id"), is_error=is_err)
+                add(sid, _message_id(m), ts, "agent.tool_result", "tool", text=text, tool_name=m.get("name"),
+                    tool_use_id=m.get("tool_call_id"), is_error=is_err, raw=raw, id_key=raw)
 
         meta = conv.meta or {}
         result = meta.get("reward", meta.get("outcome"))
