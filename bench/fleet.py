@@ -119,13 +119,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dreams-bench-"))
     server = start_server(tmp)
     try:
-        from flows.dream import dream
+        from flows.dream import run_dream_to_state
         from flows.fleet import fleet_flow
 
         # warm-up: imports (GX ~10 s), server caches; not counted
         names = make_lake(tmp / "warm", 2)
         bare_dream(names[0])
-        dream(store=names[1], output_behavior="update_existing")
+        run_dream_to_state(store=names[1], output_behavior="update_existing")
 
         print(f"\nfleet throughput ({os.cpu_count()} cores, workers={args.workers}; "
               "each dream = read+curate+output+gate+promote)")
@@ -150,10 +150,10 @@ def main() -> None:
         names = make_lake(tmp / "ovh-bare", k)
         bare = [timed(lambda s=s: bare_dream(s)) for s in names]
         names = make_lake(tmp / "ovh-flow", k)
-        flows_ = [timed(lambda s=s: dream(store=s, output_behavior="update_existing")) for s in names]
+        flows_ = [timed(lambda s=s: run_dream_to_state(store=s, output_behavior="update_existing")) for s in names]
         names = make_lake(tmp / "ovh-flow-nohb", k)
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            nohb = [timed(lambda s=s: dream(store=s, output_behavior="update_existing")) for s in names]
+            nohb = [timed(lambda s=s: run_dream_to_state(store=s, output_behavior="update_existing")) for s in names]
         b = statistics.mean(bare)
         print(f"\nPrefect overhead per dream (sequential, warm server, {k} dreams each)")
         print(f"{'mode':<28} {'s/dream':>8} {'median':>8} {'overhead':>9} {'vs bare':>8}")

@@ -21,6 +21,7 @@ from dreaming.catalog import Catalog
 from dreaming.errors import NotFound
 from dreaming.ops import BackfillDay, fill_outcome, plan_backfill
 from flows.dream import dream as dream_flow
+from flows.dream import run_dream_to_state
 from flows.hooks import store_writer_slot
 from tasks.output import artifact_key
 
@@ -58,11 +59,10 @@ def backfill(
                 log.info("%s: %s (%d sessions)", item.day, item.action, item.sessions)
                 continue
             with store_writer_slot(store_row["id"]):
-                state = dream_flow(
-                    store=store_row["id"], day=item.day, dream_id=item.dream_id, curator=curator, model=model,
-                    instructions=instructions, output_behavior=output_behavior,
+                state = run_dream_to_state(
+                    dream_flow, store=store_row["id"], day=item.day, dream_id=item.dream_id, curator=curator,
+                    model=model, instructions=instructions, output_behavior=output_behavior,
                     require_approval=require_approval, approval_timeout_s=approval_timeout_s,
-                    return_state=True,
                 )
             try:
                 fill_outcome(item, cat.get_dream(item.dream_id))

@@ -9,15 +9,21 @@
 
 Each step is a thin task over dreaming.dreams / dreaming.gate / dreaming.promotion. A retried
 run resumes the same dream (its id derives from the flow run) and never promotes twice.
+
+The flow is ``async`` only so that Prefect runs it on its async engine, which does not wait for
+the heartbeat thread at the end of a run (the sync engine joins it, ~1 s per dream); the steps
+are ordinary synchronous tasks. From synchronous code, run it with ``run_dream_to_state``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.context import SyncClientContext
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, Completed
+from prefect.states import Cancelled, Completed, State
 
 from dreaming import ids
 from dreaming.dreams import DreamCanceled, Selection
@@ -33,7 +39,7 @@ from tasks.read import begin, read_inputs
 
 @flow(name="dream", retries=1, retry_delay_seconds=10, log_prints=True,
       on_cancellation=[mark_canceled], on_crashed=[mark_crashed])
-def dream(
+async def dream(
     store: str,
     session_ids: list[str] | None = None,
     since: str | None = None,
@@ -51,43 +57,51 @@ def dream(
     ``approval_timeout_s=0`` records the dream as awaiting approval and returns at once, for
     review from the CLI (`dreams approve`); otherwise the run pauses with an approval form.
     """
-    log = get_run_logger()
-    selection: Selection = dream_selection(session_ids, since, day)
-    dream_id = dream_id or ids.stable_id(ids.DREAM, flow_run.id)  # a retried run resumes the same dream
-    reap_stale(store, exclude=[dream_id])                          # dreams left running by killed runs
-    d = begin(store, selection, dream_id, str(flow_run.id),
-              curator=curator, model=model, instructions=instructions,
-              output_behavior=output_behavior, require_approval=require_approval)
-    try:
-        if d.status != "completed":
-            inputs = read_inputs(d.id)                       # READ
-            result = curate(inputs)                          # CURATE
-            d = write_output(inputs, result)                 # OUTPUT
-        if d.promotion.state == "promoted":
-            return d.to_api()                                # a resumed run never promotes twice
-        gate = gate_task(d.id)                               # GATE
-        if not gate["success"]:
-            return Completed(name="Rejected", message=gate["summary"])
-        if require_approval or gate.get("needs_review"):     # REVIEW (asked for, or the gate wants a person)
-            request_approval_task(d.id)
-            decision = await_approval(d, approval_timeout_s)
-            if decision is None:
-                return Completed(name="AwaitingApproval", message=f"{gate['summary']}; `dreams approve {d.id}`")
-            who = decision.decided_by or "prefect-ui"
-            if not decision.approve:
-                reject_task(d.id, decided_by=who, reason=decision.note)
-                return Completed(name="Rejected", message=f"rejected in review: {decision.note}")
-            d = promote_task(d.id, decided_by=who, accepted_change_ids=decision.change_ids or None,
-                             reason=decision.note)
-        else:
-            d = promote_task(d.id, decided_by="auto")         # PROMOTE
-        log.info("dream %s: promotion %s", d.id, d.promotion.state)
-        return d.to_api()
-    except DreamCanceled:
-        return Cancelled(message=f"dream {d.id} was canceled")
-    except DreamFailure as e:
-        on_error(d.id, e, final=True)
-        raise
-    except Exception as e:
-        on_error(d.id, e, final=flow_run.run_count > 1)
-        raise
+    with SyncClientContext.get_or_create():  # one API client for all the (synchronous) steps
+        log = get_run_logger()
+        selection: Selection = dream_selection(session_ids, since, day)
+        dream_id = dream_id or ids.stable_id(ids.DREAM, flow_run.id)  # a retried run resumes the same dream
+        reap_stale(store, exclude=[dream_id])                          # dreams left running by killed runs
+        d = begin(store, selection, dream_id, str(flow_run.id),
+                  curator=curator, model=model, instructions=instructions,
+                  output_behavior=output_behavior, require_approval=require_approval)
+        try:
+            if d.status != "completed":
+                inputs = read_inputs(d.id)                       # READ
+                result = curate(inputs)                          # CURATE
+                d = write_output(inputs, result)                 # OUTPUT
+            if d.promotion.state == "promoted":
+                return d.to_api()                                # a resumed run never promotes twice
+            gate = gate_task(d.id)                               # GATE
+            if not gate["success"]:
+                return Completed(name="Rejected", message=gate["summary"])
+            if require_approval or gate.get("needs_review"):     # REVIEW (asked for, or the gate wants a person)
+                request_approval_task(d.id)
+                decision = await await_approval(d, approval_timeout_s)
+                if decision is None:
+                    return Completed(name="AwaitingApproval", message=f"{gate['summary']}; `dreams approve {d.id}`")
+                who = decision.decided_by or "prefect-ui"
+                if not decision.approve:
+                    reject_task(d.id, decided_by=who, reason=decision.note)
+                    return Completed(name="Rejected", message=f"rejected in review: {decision.note}")
+                d = promote_task(d.id, decided_by=who, accepted_change_ids=decision.change_ids or None,
+                                 reason=decision.note)
+            else:
+                d = promote_task(d.id, decided_by="auto")         # PROMOTE
+            log.info("dream %s: promotion %s", d.id, d.promotion.state)
+            return d.to_api()
+        except DreamCanceled:
+            return Cancelled(message=f"dream {d.id} was canceled")
+        except DreamFailure as e:
+            on_error(d.id, e, final=True)
+            raise
+        except Exception as e:
+            on_error(d.id, e, final=flow_run.run_count > 1)
+            raise
+
+
+def run_dream_to_state(dream_flow: Any = dream, **params) -> State:
+    """Run the dream flow from synchronous code (the CLI, a backfill day, a fleet thread) and
+    return its final state. It runs on an event loop of the calling thread, so dreams in several
+    threads run side by side, and a call inside a flow run becomes its subflow run."""
+    return asyncio.run(dream_flow(**params, return_state=True))

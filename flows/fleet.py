@@ -56,12 +56,14 @@ def dream_store(store: dict, dream_id: str, options: dict, limit_name: str | Non
     """One store's dream as a subflow; never raises, so one store cannot stop the others."""
     from prefect.concurrency.sync import concurrency
 
+    from flows.dream import run_dream_to_state  # imported here: see _dream_flow
+
     t0 = time.perf_counter()
     state = None
     try:
         with concurrency(limit_name, occupy=1, strict=True) if limit_name else nullcontext():
             with store_writer_slot(store["id"]):
-                state = _dream_flow()(store=store["id"], dream_id=dream_id, **options, return_state=True)
+                state = run_dream_to_state(_dream_flow(), store=store["id"], dream_id=dream_id, **options)
         error = None
         if state.is_failed() or state.is_crashed() or state.is_cancelled():
             error = state.message or state.type.value
@@ -82,6 +84,7 @@ def _dream_flow():
     import flows.fleet as module
 
     return module.dream_flow
+
 
 
 def store_failed(row: dict) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import apause_flow_run
 
 from dreaming import promotion
 from dreaming.catalog import Catalog
@@ -25,7 +25,7 @@ def reject_task(dream_id: str, decided_by: str, reason: str | None) -> Dream:
     return promotion.reject(Catalog(), dream_id, decided_by, reason)
 
 
-def await_approval(dream: Dream, timeout_s: int) -> ApprovalInput | None:
+async def await_approval(dream: Dream, timeout_s: int) -> ApprovalInput | None:
     """Pause the run with an approval form (approve / reject, a note, optional change ids).
 
     Returns None without pausing when ``timeout_s`` is 0 (review happens from the CLI), or when
@@ -39,7 +39,7 @@ def await_approval(dream: Dream, timeout_s: int) -> ApprovalInput | None:
         "Approve to promote, or reject with a note. To accept only some changes, list their ids."
     )
     try:
-        return pause_flow_run(
+        return await apause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(description=description, approve=False),
             timeout=timeout_s,
         )

@@ -30,11 +30,10 @@ def _selection(session: list[str] | None, since: str | None, all_: bool) -> Sele
 def run_dream_flow(dream: Dream, *, approval_timeout_s: int = 0) -> Dream:
     """Run the Prefect `dream` flow for an already-recorded dream; returns its final record."""
     prefect_defaults()
-    from flows.dream import dream as dream_flow
+    from flows.dream import run_dream_to_state
 
-    dream_flow(store=dream.store_id, dream_id=dream.id, curator=dream.curator,
-               require_approval=dream.require_approval, approval_timeout_s=approval_timeout_s,
-               return_state=True)
+    run_dream_to_state(store=dream.store_id, dream_id=dream.id, curator=dream.curator,
+                       require_approval=dream.require_approval, approval_timeout_s=approval_timeout_s)
     return Catalog().get_dream(dream.id)
 
 

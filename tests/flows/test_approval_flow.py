@@ -32,12 +32,12 @@ def _lake(lake, name: str) -> dict:
 
 
 def _run_in_thread(**params):
-    from flows.dream import dream
+    from flows.dream import run_dream_to_state
 
     box: dict = {}
 
     def go():
-        box["state"] = dream(**params, return_state=True)
+        box["state"] = run_dream_to_state(**params)
 
     t = threading.Thread(target=go, daemon=True)
     t.start()

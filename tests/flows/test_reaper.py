@@ -17,7 +17,7 @@ def test_next_dream_reaps_the_one_a_killed_run_left_running(prefect_harness, lak
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed, Running
 
-    from flows.dream import dream
+    from flows.dream import dream, run_dream_to_state
 
     cat = Catalog(lake)
     StoreService(cat).create("s", scope="acme")
@@ -35,7 +35,7 @@ def test_next_dream_reaps_the_one_a_killed_run_left_running(prefect_harness, lak
     live = svc.create("s", Selection(session_ids=["sesn_1"]), flow_run_id=str(alive.id))
     cat.transition(live.id, "running")
 
-    result = dream(store="s")
+    result = run_dream_to_state(store="s").result()
     assert result["status"] == "completed" and result["promotion"]["state"] == "promoted", result
     old = cat.get_dream(left.id)
     assert old.status == "failed" and old.error.type == "crashed" and "CRASHED" in old.error.message
