@@ -18,6 +18,8 @@ are ordinary synchronous tasks. From synchronous code, run it with ``run_dream_t
 from __future__ import annotations
 
 import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -103,5 +105,12 @@ async def dream(
 def run_dream_to_state(dream_flow: Any = dream, **params) -> State:
     """Run the dream flow from synchronous code (the CLI, a backfill day, a fleet thread) and
     return its final state. It runs on an event loop of the calling thread, so dreams in several
-    threads run side by side, and a call inside a flow run becomes its subflow run."""
-    return asyncio.run(dream_flow(**params, return_state=True))
+    threads run side by side, and a call inside a flow run becomes its subflow run. Where this
+    thread already runs a loop (a notebook cell), it runs on a helper thread, with this context."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(dream_flow(**params, return_state=True))
+    ctx = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dream") as pool:
+        return pool.submit(ctx.run, asyncio.run, dream_flow(**params, return_state=True)).result()

@@ -145,6 +145,19 @@ def test_claude_401_is_not_retried(prefect_harness, lake, monkeypatch):
     assert d.status == "failed" and d.error.type == "authentication_error"
 
 
+def test_run_dream_to_state_works_where_an_event_loop_is_already_running(prefect_harness, lake):
+    import asyncio
+
+    _store(lake)
+
+    async def notebook_cell():
+        return run_dream_to_state(_dream_flow(), store="team", output_behavior="update_existing")
+
+    state = asyncio.run(notebook_cell())
+    assert state.is_completed(), state
+    assert Catalog(lake).get_dream(state.result()["id"]).promotion.state == "promoted"
+
+
 def test_the_dream_flow_runs_on_prefects_async_engine():
     """Prefect 3.8's sync engine joins its heartbeat thread (a 1 s sleep loop) at the end of every
     run; the async engine does not. bench/fleet.py measured 1.56 s of overhead per dream on the
