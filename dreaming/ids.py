@@ -26,9 +26,6 @@ EVENT = "sevt"
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits → 2 characters
 
 
-_SHIFTS: dict[int, tuple[int, ...]] = {}
-
-
 def _b32(n: int, length: int) -> str:
     """``n`` as ``length`` Crockford base32 characters, most significant first (zero-padded).
 
@@ -36,13 +33,7 @@ def _b32(n: int, length: int) -> str:
     """
     if length % 2:
         return _ALPHABET[(n >> (length - 1) * 5) & 31] + _b32(n, length - 1)
-    shifts = _SHIFTS.get(length)
-    if shifts is None:
-        shifts = _SHIFTS[length] = tuple(range(length * 5 - 10, -1, -10))
-    return "".join([_PAIRS[(n >> s) & 1023] for s in shifts])
-
-
-_SHIFTS_26 = tuple(range(120, -1, -10))  # 26 characters = 13 steps of 10 bits (130 bits >= 128)
+    return "".join([_PAIRS[(n >> s) & 1023] for s in range(length * 5 - 10, -1, -10)])
 
 
 def new_id(prefix: str) -> str:
@@ -54,8 +45,8 @@ def new_id(prefix: str) -> str:
 
 def stable_id(prefix: str, *parts: object) -> str:
     """A deterministic id derived from ``parts`` (same parts -> same id)."""
-    n = int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()[:16], "big")
-    return prefix + "_" + "".join([_PAIRS[(n >> s) & 1023] for s in _SHIFTS_26])
+    h = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return f"{prefix}_{_b32(int.from_bytes(h[:16], 'big'), 26)}"
 
 
 def stable_ids(prefix: str, keys: list[str]) -> list[str]:

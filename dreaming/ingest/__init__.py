@@ -291,16 +291,20 @@ class _Staged:
     counts: tuple[int, int, int, int]  # sessions, events, tool calls, errors
 
     def discard(self) -> None:
-        for tmp, _ in self.parts:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        _discard(self.parts)
+
+
+def _discard(parts: list[tuple[Path, Path]]) -> None:
+    """Remove staged files that will not be placed."""
+    for tmp, _ in parts:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def _prepare(path: Path, catalog: Catalog, fmt: str, tenant: str, agent: str | None,
              known: dict[tuple[str, str], str]) -> tuple[FileResult, _Staged | None]:
     """Read, detect, map and stage one file. Never raises: a bad file comes back failed."""
     res = FileResult(path=str(path), status="failed", format=None if fmt == "auto" else fmt)
-    staged = None
     try:
         if not path.exists():
             raise BadInput("no such file", file=str(path))
@@ -333,8 +337,6 @@ def _prepare(path: Path, catalog: Catalog, fmt: str, tenant: str, agent: str | N
         res.status, res.error = "failed", str(e) if getattr(e, "file", None) or str(path) in str(e) else f"{path}: {e}"
     except Exception as e:  # an unexpected bug must not sink the batch; report it like bad input
         res.status, res.error = "failed", f"{path}: internal error while ingesting: {type(e).__name__}: {e}"
-    if staged is not None:
-        staged.discard()
     return res, None
 
 
@@ -350,7 +352,7 @@ def _stage(catalog: Catalog, src, table: pa.Table, snapshot_id: str, tenant: str
             parts.append((write_parquet_staged(part, final, settings.staging_dir), final))
             days.append(day)
     except BaseException:
-        _Staged(parts, {}, counts).discard()
+        _discard(parts)
         raise
     row = {
         "id": snapshot_id,
@@ -378,7 +380,6 @@ def _place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple
     batch_ids: set[str] = set()
     try:
         placed = place_staged([p for _, st in group for p in st.parts])
-        twins: dict[tuple[str, str], str] = {}
         with conn.begin():  # BEGIN IMMEDIATE: the write lock first, then the re-check
             row0 = group[0][1].row
             twins = _known_snapshots(conn, row0["tenant"], row0["agent_id"],
