@@ -13,9 +13,19 @@ BACKFILL_COLUMNS = ["day", "sessions", "action", "dream_id", "status", "promotio
 FLEET_COLUMNS = ["store", "sessions", "dream_id", "status", "promotion", "changes", "seconds", "error"]
 
 
-def _summary_of(state) -> dict:
-    """The summary dict a backfill/fleet flow returns (as Completed or Failed data)."""
-    return state.result(raise_on_failure=False)
+def _finish(state, what: str, json_: bool, rows: str, columns: list[str], title: str, failed: str) -> None:
+    """Print the summary a backfill/fleet flow returns (as Completed or Failed data) and exit:
+    1 when the run itself broke or any of its parts (``failed``: days, stores) failed."""
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):
+        fail(f"{what} run ended {state.type.value}: {state.message}", code=1)
+    if json_:
+        print_json(summary)
+    else:
+        print_table(summary[rows], columns, title=title.format(**summary))
+        if summary[failed]:
+            console.print(f"[red]failed:[/] {', '.join(summary[failed])}")
+    raise typer.Exit(1 if summary[failed] else 0)
 
 
 @app.command("serve")
@@ -66,16 +76,7 @@ def backfill(
                           instructions=instructions, output_behavior=output_behavior,
                           require_approval=require_approval, approval_timeout_s=0 if require_approval else 3600,
                           return_state=True)
-    summary = _summary_of(state)
-    if not isinstance(summary, dict):
-        fail(f"backfill run ended {state.type.value}: {state.message}", code=1)
-    if json_:
-        print_json(summary)
-    else:
-        print_table(summary["days"], BACKFILL_COLUMNS, title=f"backfill of {summary['store']}")
-        if summary["failed_days"]:
-            console.print(f"[red]failed days:[/] {', '.join(summary['failed_days'])}")
-    raise typer.Exit(1 if summary["failed_days"] else 0)
+    _finish(state, "backfill", json_, "days", BACKFILL_COLUMNS, "backfill of {store}", "failed_days")
 
 
 @app.command("fleet")
@@ -110,14 +111,7 @@ def fleet(
     state = fleet_flow(runner, workers)(scope=scope, stores=store, only_new=only_new, curator=curator,
                                         output_behavior=output_behavior, require_approval=require_approval,
                                         max_concurrency=workers, return_state=True)
-    summary = _summary_of(state)
-    if not isinstance(summary, dict):
-        fail(f"fleet run ended {state.type.value}: {state.message}", code=1)
-    if json_:
-        print_json(summary)
-    else:
-        print_table(summary["rows"], FLEET_COLUMNS, title=f"fleet: {summary['stores']} store(s)")
-    raise typer.Exit(1 if summary["failed"] else 0)
+    _finish(state, "fleet", json_, "rows", FLEET_COLUMNS, "fleet: {stores} store(s)", "failed")
 
 
 @app.command("reap")

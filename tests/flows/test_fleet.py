@@ -61,3 +61,24 @@ def test_fleet_over_five_stores_with_one_broken_finishes_the_other_four(prefect_
     # only stores with new sessions: the four dreamt stores have none left; the broken one still has
     again = fast_dream.fleet(scope="acme", dry_run=True)
     assert [r["store"] for r in again["rows"]] == ["agent-2"]
+
+
+def test_fleet_command_prints_the_summary_and_exits_1_naming_the_failed_store(prefect_harness, lake, fast_dream):
+    from typer.testing import CliRunner
+
+    from dreaming.cli import app
+
+    cat = Catalog(lake)
+    st = StoreService(cat)
+    stores = [st.create(f"bot-{i}", scope=f"initech/bot-{i}") for i in range(2)]
+    write_sessions(lake, [{"session_id": f"sesn_b{i}", "tenant": "initech", "agent_id": f"bot-{i}",
+                           "events": [("user", "always use uv, never pip")]} for i in range(2)])
+    (lake.home / cat.get_version(stores[1]["id"], stores[1]["head_version"])["path"]).unlink()
+
+    r = CliRunner().invoke(app, ["fleet", "--scope", "initech", "--workers", "2"])
+    assert r.exit_code == 1, r.output
+    assert "fleet: 2 store(s)" in r.output and "failed: bot-1" in r.output
+
+    r = CliRunner().invoke(app, ["fleet", "--scope", "initech", "--workers", "2", "--json"])
+    assert r.exit_code == 1, r.output  # bot-1 still fails; bot-0 has nothing new
+    assert '"failed": [' in r.output and "bot-1" in r.output
