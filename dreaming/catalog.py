@@ -79,12 +79,47 @@ snapshots = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+originals = sa.Table(  # opt-in (--keep-secrets): the unredacted originals of a snapshot's redacted rows
+    "originals",
+    metadata,
+    sa.Column("snapshot_id", sa.String, primary_key=True),
+    sa.Column("path", sa.String, nullable=False),  # lake-relative, under originals/ (never read by the lake)
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 dreamt_sessions = sa.Table(
     "dreamt_sessions",
     metadata,
     sa.Column("store_id", sa.String, primary_key=True),
     sa.Column("session_id", sa.String, primary_key=True),
     sa.Column("dream_id", sa.String, nullable=False),
+)
+
+rejected_changes = sa.Table(
+    # changes a person rejected on purpose: later dreams of the store do not propose them again
+    # unless they bring sessions the rejected evidence did not have (dreaming.rejections)
+    "rejected_changes",
+    metadata,
+    sa.Column("store_id", sa.String, primary_key=True),
+    sa.Column("fingerprint", sa.String, primary_key=True),  # op + target + normalised content + evidence
+    sa.Column("key", sa.String, nullable=False, index=True),  # op + target + normalised content
+    sa.Column("evidence_sessions", sa.JSON, nullable=False),  # sorted session ids
+    sa.Column("dream_id", sa.String, nullable=False),
+    sa.Column("change_id", sa.String, nullable=False),
+    sa.Column("decided_by", sa.String),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+dream_leases = sa.Table(
+    # who is running a pending/running dream, renewed while it runs (dreaming.leases); a dream
+    # whose lease expired lost its process and is reaped whatever the orchestrator says
+    "dream_leases",
+    metadata,
+    sa.Column("dream_id", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),  # host:pid:random of the process
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 ALLOWED_TRANSITIONS = {
@@ -244,9 +279,11 @@ class Catalog:
 
     # --- dreams -------------------------------------------------------------------------------
 
-    def insert_dream(self, dream: Dream) -> None:
-        with self.tx() as conn:
-            conn.execute(dreams.insert().values(**self._dream_row(dream)))
+    def insert_dream(self, dream: Dream, conn: sa.Connection | None = None) -> None:
+        if conn is None:
+            with self.tx() as c:
+                return self.insert_dream(dream, c)
+        conn.execute(dreams.insert().values(**self._dream_row(dream)))
 
     @staticmethod
     def _dream_row(d: Dream) -> dict:
@@ -326,7 +363,43 @@ class Catalog:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def snapshot_files(self) -> list[str]:
+        """Every lake-relative Parquet path the catalog registers, in registration order: the
+        lake reads exactly these (dreaming/lake.py), never a glob of what happens to be on disk."""
+        q = sa.select(snapshots.c.files).order_by(snapshots.c.created_at, snapshots.c.id)
+        with self.engine.connect() as conn:
+            return [f for files in conn.execute(q).scalars() for f in (files or [])]
+
+    def original_files(self) -> list[str]:
+        """Lake-relative paths of the registered ``--keep-secrets`` sidecar files."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(originals.c.path)).scalars())
+
+    def insert_original(self, conn: sa.Connection, row: dict) -> None:
+        conn.execute(originals.insert().values(**row))
+
+    def register_written(self, snapshot_id: str, paths: list, rows: int = 0, sessions: int = 0,
+                         source_format: str = "anthropic", agent_id: str | None = None) -> None:
+        """Register Parquet files written straight into the lake (generators, test factories) as
+        snapshots, one row per tenant (``tenant=<t>`` in the path), so that the lake reads them."""
+        home = self.settings.home
+        by_tenant: dict[str, list[str]] = {}
+        for p in paths:
+            rel = p.resolve().relative_to(home.resolve()).as_posix()
+            tenant = next(part[7:] for part in rel.split("/") if part.startswith("tenant="))
+            by_tenant.setdefault(tenant, []).append(rel)
+        with self.tx() as conn:
+            for n, (tenant, files) in enumerate(sorted(by_tenant.items())):
+                sid = snapshot_id if n == 0 else f"{snapshot_id}~{tenant}"
+                self.insert_snapshot(conn, {
+                    "id": sid, "tenant": tenant, "agent_id": agent_id, "source_path": "(written directly)",
+                    "source_sha256": f"direct:{sid}", "source_format": source_format, "files": files,
+                    "days": sorted({f.split("day=", 1)[1].split("/", 1)[0] for f in files if "day=" in f}),
+                    "rows": rows, "sessions": sessions, "created_at": utcnow()})
+
     # --- watermark: sessions already dreamt over, per store -----------------------------------
+    # A session counts as dreamt over for a store only once a dream that read it was PROMOTED into
+    # that store's lineage: dreaming.promotion marks it in the head compare-and-swap transaction.
 
     def mark_dreamt(self, conn: sa.Connection, store_id: str, session_ids: list[str], dream_id: str) -> None:
         if not session_ids:
@@ -342,6 +415,13 @@ class Catalog:
         if new:
             conn.execute(dreamt_sessions.insert(), new)
 
+    def dreamt_rows(self, conn: sa.Connection, store_id: str) -> list[tuple[str, str]]:
+        """``(session_id, dream_id)`` of every session dreamt over for ``store_id``."""
+        return [tuple(r) for r in conn.execute(
+            sa.select(dreamt_sessions.c.session_id, dreamt_sessions.c.dream_id)
+            .where(dreamt_sessions.c.store_id == store_id)
+        )]
+
     def dreamt_session_ids(self, store_id: str) -> set[str]:
         with self.engine.connect() as conn:
             return set(
@@ -351,4 +431,16 @@ class Catalog:
             )
 
 
-__all__ = ["Catalog", "Conflict"]
+def registered_files(settings: Settings) -> list[str]:
+    """``Catalog(settings).snapshot_files()``, without creating a catalog where none exists yet
+    (a lake that was never written has no files; a ``Lake`` on it stays free of side effects)."""
+    if settings.catalog_url is None and not settings.catalog_path.exists():
+        return []
+    cat = Catalog(settings)
+    try:
+        return cat.snapshot_files()
+    finally:
+        cat.engine.dispose()
+
+
+__all__ = ["Catalog", "Conflict", "registered_files"]

@@ -64,16 +64,34 @@ class Lake:
 
     @property
     def glob(self) -> str:
+        """Where snapshot files live (for people and tools; the views read ``self.files`` only)."""
         return str(self.settings.transcripts_dir / "tenant=*" / "day=*" / "*.parquet")
 
     def has_files(self) -> bool:
-        return any(self.settings.transcripts_dir.glob("tenant=*/day=*/*.parquet"))
+        return bool(self.files)
 
     def refresh(self) -> None:
-        """(Re)define the views over the files now in the lake."""
-        if self.has_files():
+        """(Re)define the views over the files the catalog registers — exactly those: a file that
+        a crashed ingest left in ``transcripts/`` without a catalog row is never read (``dreams
+        lake fsck`` quarantines it). A registered file missing on disk is left out and listed in
+        ``self.missing`` (fsck reports it) rather than failing every query."""
+        from dreaming.catalog import registered_files
+
+        home = self.settings.home
+        self.files: list[str] = []
+        self.missing: list[str] = []
+        for rel in dict.fromkeys(registered_files(self.settings)):
+            (self.files if (home / rel).is_file() else self.missing).append(str(home / rel))
+        if self.missing:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%d registered snapshot file(s) are missing on disk and are left out (first: %s); "
+                "see `dreams lake fsck`", len(self.missing), self.missing[0])
+        if self.files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in self.files)
             src = (
-                f"SELECT * EXCLUDE (day), day FROM read_parquet('{self.glob}', hive_partitioning=true, "
+                f"SELECT * EXCLUDE (day), day FROM read_parquet([{listing}], hive_partitioning=true, "
                 "hive_types={'day': DATE, 'tenant': VARCHAR}, union_by_name=true)"
             )
             self.con.execute(

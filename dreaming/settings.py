@@ -6,11 +6,13 @@ Values come from the environment (prefix ``DREAMS_``), e.g. ``DREAMS_HOME=/srv/l
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +43,37 @@ class Settings(BaseSettings):
         default=0, ge=0, description="anthropic SDK retries per call; Prefect retries transient errors, so keep low."
     )
     claude_timeout_s: float = Field(default=300.0, gt=0, description="Claude curator: HTTP timeout per call.")
+    dream_lease_s: float = Field(
+        default=60.0, gt=0, description="A running dream's lease in the catalog; renewed every quarter of it."
+    )
     max_removed_share: float = Field(default=0.25, ge=0, le=1, description="Gate: share of base memories removed.")
+    min_event_time: datetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=UTC), description="Ingest: events before this are refused (exit 2)."
+    )
+    max_future: timedelta = Field(
+        default=timedelta(days=1), description="Ingest: events this far past the clock are refused (exit 2)."
+    )
+    keep_secrets: bool = Field(
+        default=False, description="Ingest: keep the unredacted originals in a sidecar under originals/."
+    )
+    staging_grace_s: float = Field(
+        default=3600.0, gt=0, description="fsck: a staged file without a live writer is stale after this age."
+    )
+
+    @field_validator("max_future", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> object:
+        """Also ``1d`` / ``12h`` / ``30m`` / ``90s`` (dreaming.timewindow) and plain seconds (``86400``)
+        besides ISO 8601 (``P1D``)."""
+        from dreaming.timewindow import parse_duration
+
+        if isinstance(v, str):
+            span = parse_duration(v)
+            if span is not None:
+                return span
+            if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", v):
+                return timedelta(seconds=float(v))
+        return v
 
     @property
     def transcripts_dir(self) -> Path:
@@ -59,6 +91,16 @@ class Settings(BaseSettings):
     def staging_dir(self) -> Path:
         """Where files are written before they are validated and renamed into place."""
         return self.home / "_staging"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where fsck moves files it found in the lake without a catalog row (never deleted)."""
+        return self.home / "quarantine"
+
+    @property
+    def originals_dir(self) -> Path:
+        """``--keep-secrets`` sidecars: unredacted originals, never read by the lake."""
+        return self.home / "originals"
 
     @property
     def catalog_path(self) -> Path:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from dreaming import ids
 from dreaming.atomic import write_parquet_atomic
+from dreaming.catalog import Catalog
 from dreaming.schema import EVENT_SCHEMA
 from dreaming.settings import Settings
 
@@ -77,4 +78,10 @@ def write_sessions(settings: Settings, sessions: list[dict], snapshot_id: str | 
     for (tenant, day), rows in sorted(by_part.items()):
         path = settings.transcripts_dir / f"tenant={tenant}" / f"day={day}" / f"{snapshot_id}.parquet"
         out.append(write_parquet_atomic(pa.Table.from_pylist(rows, schema=EVENT_SCHEMA), path, settings.staging_dir))
+    # the lake reads only files the catalog registers
+    cat = Catalog(settings)
+    try:
+        cat.register_written(snapshot_id, out, rows=sum(len(r) for r in by_part.values()), sessions=len(sessions))
+    finally:
+        cat.engine.dispose()
     return out

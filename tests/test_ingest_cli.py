@@ -32,7 +32,8 @@ def test_ingest_json_and_sessions(tmp_path, lake):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["totals"] == {"files": 2, "ingested": 2, "skipped": 0, "failed": 0, "sessions": 2, "events": 6,
-                             "tool_calls": 0, "errors": 1}
+                             "tool_calls": 0, "errors": 1, "skipped_lines": 0, "repaired_lines": 0,
+                             "ignored_records": 0, "redacted": 0}
     assert {f["format"] for f in out["files"]} == {"anthropic"}
 
     r = runner.invoke(app, ["sessions", "--tenant", "acme", "--json"])

@@ -29,12 +29,16 @@ def ingest(
     ),
     tenant: str = typer.Option("default", "--tenant", "-t", help="Tenant the sessions belong to."),
     agent: str | None = typer.Option(None, "--agent", "-a", help="Agent id recorded on every event."),
+    keep_secrets: bool = typer.Option(
+        False, "--keep-secrets",
+        help="Also keep the unredacted originals of redacted events in a sidecar under $DREAMS_HOME/originals/ "
+             "(the lake itself is always redacted; default: the keep_secrets setting)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Turn agent transcripts into immutable Parquet snapshots in the lake.
 
-    Each file is all or nothing; re-ingesting a file is a no-op. Exit 2 if any file failed
-    (after ingesting the good ones)."""
+    Each file is all or nothing; re-ingesting a file is a no-op. Secrets are redacted; lines
+    skipped or repaired are reported. Exit 2 if any file failed (after ingesting the good ones)."""
     if format_ != "auto" and format_ not in FORMATS:
         raise typer.BadParameter(f"choose auto or one of {', '.join(FORMATS)}", param_hint="--format")
     catalog = Catalog()
@@ -43,6 +47,7 @@ def ingest(
         check_name(agent, "agent")
     except BadInput as e:
         fail(f"--{e.field}: {e.reason}")
+    keep = True if keep_secrets else None  # None: the setting decides
     n_files = len(expand_paths(paths))
     show_bar = not json_ and err_console.is_terminal and n_files >= PROGRESS_MIN_FILES
     if show_bar:
@@ -53,10 +58,10 @@ def ingest(
             console=err_console, transient=True,
         ) as bar:
             task = bar.add_task("ingest", total=n_files)
-            report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent,
+            report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent, keep_secrets=keep,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
     else:
-        report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent)
+        report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent, keep_secrets=keep)
 
     if json_:
         print_json(report.to_dict())
@@ -84,13 +89,43 @@ def _print_summary(report: IngestReport) -> None:
         console.print(t)
     tot = report.totals()
     s = Table(title="summary", show_header=True)
-    for c in ("files", "ingested", "skipped", "failed", "sessions", "events", "tool calls", "errors seen"):
+    for c in ("files", "ingested", "skipped", "failed", "sessions", "events", "tool calls", "errors seen",
+              "lines skipped", "lines repaired", "redacted"):
         s.add_column(c, justify="right")
     s.add_row(*(str(tot[k]) for k in ("files", "ingested", "skipped", "failed", "sessions", "events", "tool_calls",
-                                      "errors")))
+                                      "errors", "skipped_lines", "repaired_lines", "redacted")))
     console.print(s)
+    _print_notes(report)
     for f in report.failed:
         err_console.print(f"[bold red]failed:[/] {f.error}", highlight=False)
+
+
+ISSUES_SHOWN = 20
+"""Skipped/repaired lines listed in the plain summary (all of them with --json)."""
+
+
+def _print_notes(report: IngestReport) -> None:
+    tot = report.totals()
+    if report.recovery:
+        r = report.recovery
+        err_console.print(f"recovered first: {len(r['staging_removed'])} stale staging file(s) removed, "
+                          f"{len(r['quarantined'])} unregistered lake file(s) quarantined", highlight=False)
+    if tot["redacted"]:
+        kinds = ", ".join(f"{k} {n}" for k, n in report.redactions.items())
+        console.print(f"redacted {tot['redacted']} secret(s): {kinds}", highlight=False)
+    if tot["ignored_records"]:
+        console.print(f"ignored {tot['ignored_records']} record(s) that hold no conversation "
+                      "(e.g. Claude Code summary lines)", highlight=False)
+    shown = 0
+    for f in report.ingested:
+        for i in f.issues:
+            if shown < ISSUES_SHOWN:
+                where = f"{f.path}:{i['line']}" if i["line"] is not None else f.path
+                field = f" (field {i['field']!r})" if i["field"] else ""
+                err_console.print(f"[yellow]{i['action']}:[/] {where}: {i['reason']}{field}", highlight=False)
+            shown += 1
+    if shown > ISSUES_SHOWN:
+        err_console.print(f"… and {shown - ISSUES_SHOWN} more; --json lists every one", highlight=False)
 
 
 @app.command("sessions")

@@ -8,16 +8,22 @@ files; a file named explicitly is always read):
 1. read it once (sha256 of the bytes; strict UTF-8; JSON or JSONL) and pick the adapter
    (``fmt="auto"`` sniffs the content, see ``detect.py``);
 2. if the catalog already has a snapshot of the same (sha256, tenant, agent, format) → ``skipped``;
-3. the adapter maps every record onto ``dreaming.schema.EVENT_SCHEMA``;
+3. the adapter maps every record onto ``dreaming.schema.EVENT_SCHEMA`` (implausible times refused,
+   see ``checks.py``), then secrets are redacted;
 4. one Parquet file per UTC day touched is written to staging and fsynced;
 5. in groups of up to ``COMMIT_GROUP`` files, the staged files are renamed to
    ``$DREAMS_HOME/transcripts/tenant=<t>/day=<YYYY-MM-DD>/<snapshot_id>.parquet`` (each lake
    folder fsynced once) and one catalog transaction inserts their ``snapshots`` rows
    (re-checking for a concurrent twin).
 
+Before anything, ``dreaming.fsck`` recovers from crashed ingests (stale staging files removed,
+files without a catalog row quarantined); each batch stages into its own locked folder
+(``atomic.StagingArea``). Every event's ``text``, ``tool_input`` and ``raw`` is redacted
+(``secrets.py``); lines skipped or repaired are reported per file (``FileResult.issues``).
+
 Each file is all or nothing: a file that fails to read or map is never placed and is recorded
-as ``failed`` with a message naming file and line; the other files of the batch still ingest.
-If the catalog transaction fails, the group's files are removed again and reported failed.
+as ``failed`` with a message naming file, line and field; the other files of the batch still
+ingest. If the catalog transaction fails, the group's files are removed again and reported failed.
 Overlapping exports are not merged here: their events keep the same ``event_id`` and the
 ``events`` view (dreaming/lake.py) counts each once.
 """
@@ -29,20 +35,17 @@ import gc
 import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import sqlalchemy as sa
-
 from dreaming import ids
-from dreaming.atomic import place_staged, write_parquet_staged
-from dreaming.catalog import Catalog, snapshots
+from dreaming.atomic import StagingArea
+from dreaming.catalog import Catalog
 from dreaming.errors import BadInput, DreamsError
-from dreaming.ingest.common import TOOL_USE_TYPES, EventRows, read_source
+from dreaming.ingest.checks import TimeBounds
+from dreaming.ingest.commit import Staged, counts_of, known_snapshots, place_and_register, stage
+from dreaming.ingest.common import EventRows, Source, read_source
 from dreaming.ingest.detect import FORMATS, detect_format, get_adapter
+from dreaming.ingest.report import FileResult, IngestReport
 
 __all__ = [
     "FORMATS",
@@ -61,81 +64,12 @@ INGEST_SUFFIXES = (".json", ".jsonl", ".ndjson")
 INGEST_THREADS = 4
 """Files ingested concurrently in a batch (1 = one after the other)."""
 
+COMMIT_GROUP = 64
+"""Files placed and registered together: one catalog transaction and one fsync per lake folder
+for up to this many files (a commit and a directory fsync per file cost more than a small file's
+parsing). Each file is still all or nothing: a file that fails is never placed."""
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-@dataclass
-class FileResult:
-    path: str
-    status: str  # ingested | skipped | failed
-    format: str | None = None
-    snapshot_id: str | None = None
-    sessions: int = 0
-    events: int = 0
-    tool_calls: int = 0
-    errors: int = 0  # error events seen in the file (is_error or session.error)
-    error: str | None = None  # why the file failed (names file:line)
-    note: str | None = None  # why a file was skipped
-    files: list[str] = field(default_factory=list)  # lake-relative parquet files written
-    days: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class IngestReport:
-    files: list[FileResult] = field(default_factory=list)
-
-    def _with(self, status: str) -> list[FileResult]:
-        return [f for f in self.files if f.status == status]
-
-    @property
-    def ingested(self) -> list[FileResult]:
-        return self._with("ingested")
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return self._with("skipped")
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return self._with("failed")
-
-    @property
-    def sessions(self) -> int:
-        return sum(f.sessions for f in self.ingested)
-
-    @property
-    def events(self) -> int:
-        return sum(f.events for f in self.ingested)
-
-    @property
-    def tool_calls(self) -> int:
-        return sum(f.tool_calls for f in self.ingested)
-
-    @property
-    def errors(self) -> int:
-        return sum(f.errors for f in self.ingested)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def totals(self) -> dict:
-        return {
-            "files": len(self.files),
-            "ingested": len(self.ingested),
-            "skipped": len(self.skipped),
-            "failed": len(self.failed),
-            "sessions": self.sessions,
-            "events": self.events,
-            "tool_calls": self.tool_calls,
-            "errors": self.errors,
-        }
-
-    def to_dict(self) -> dict:
-        return {"totals": self.totals(), "files": [f.to_dict() for f in self.files]}
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -169,6 +103,17 @@ def check_name(value: str | None, what: str) -> None:
         )
 
 
+
+class _Batch:
+    """What every file of one ingest call shares: where to stage, the time bounds, the options."""
+
+    def __init__(self, catalog: Catalog, fmt: str, tenant: str, agent: str | None, keep_secrets: bool,
+                 staging: Path):
+        self.catalog, self.fmt, self.tenant, self.agent = catalog, fmt, tenant, agent
+        self.keep_secrets, self.staging = keep_secrets, staging
+        self.bounds = TimeBounds.from_settings(catalog.settings)
+
+
 def ingest_files(
     paths: list[Path],
     catalog: Catalog,
@@ -176,27 +121,42 @@ def ingest_files(
     tenant: str = "default",
     agent: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep_secrets: bool | None = None,
+    recover: bool = True,
 ) -> IngestReport:
     """Ingest source files into the lake; see the module docstring. Never raises for a bad file
-    (it is reported as failed); raises BadInput for a bad ``fmt``/``tenant``/``agent``."""
+    (it is reported as failed); raises BadInput for a bad ``fmt``/``tenant``/``agent``.
+
+    ``keep_secrets`` (default: the ``keep_secrets`` setting) also keeps the unredacted originals of
+    redacted rows in a sidecar under ``originals/``; ``recover=False`` skips the fsck at the start."""
     check_name(tenant, "tenant")
     check_name(agent, "agent")
     if fmt != "auto":
         get_adapter(fmt)
+    settings = catalog.settings
+    keep = settings.keep_secrets if keep_secrets is None else keep_secrets
+    recovery = None
+    if recover:
+        from dreaming.fsck import fsck
+
+        done_fsck = fsck(settings, catalog)
+        recovery = done_fsck.to_dict() if done_fsck.changed else None
     files = expand_paths(paths)
     total = len(files)
     if progress:
         progress(0, total)
     results: dict[int, FileResult] = {}
-    group: list[tuple[int, FileResult, _Staged]] = []
+    group: list[tuple[int, FileResult, Staged]] = []
     known: dict[tuple[str, str], str] = {}
     conn = catalog.engine.connect()  # one catalog connection for the batch (this thread only)
+    area = StagingArea(settings.staging_dir)
+    batch = _Batch(catalog, fmt, tenant, agent, keep, area.dir)
 
     def flush() -> None:  # place and register the group, in input order (the first twin wins)
-        _place_and_register(catalog, conn, [(r, st) for _, r, st in sorted(group, key=_first)], known)
+        place_and_register(catalog, conn, [(r, st) for _, r, st in sorted(group, key=_first)], known)
         group.clear()
 
-    def done(i: int, res: FileResult, staged: _Staged | None) -> None:
+    def done(i: int, res: FileResult, staged: Staged | None) -> None:
         results[i] = res
         if staged is not None:
             group.append((i, res, staged))
@@ -206,18 +166,17 @@ def ingest_files(
             progress(len(results), total)
 
     try:
-        known.update(_known_snapshots(conn, tenant, agent))
+        known.update(known_snapshots(conn, tenant, agent))
         conn.rollback()  # end the read (and its lock) while files are parsed
         with _gc_paused():
             if total <= 1 or INGEST_THREADS <= 1:
                 for i, path in enumerate(files):
-                    done(i, *_prepare(path, catalog, fmt, tenant, agent, known))
+                    done(i, *_prepare(path, batch, known))
             else:
                 # Files are independent: threads overlap one file's reads and fsyncs with another's
                 # parsing. Registration happens here, in groups, in this thread.
                 with ThreadPoolExecutor(max_workers=min(INGEST_THREADS, total), thread_name_prefix="ingest") as pool:
-                    futures = {pool.submit(_prepare, p, catalog, fmt, tenant, agent, known): i
-                               for i, p in enumerate(files)}
+                    futures = {pool.submit(_prepare, p, batch, known): i for i, p in enumerate(files)}
                     for f in as_completed(futures):
                         done(futures[f], *f.result())
             if group:
@@ -228,7 +187,8 @@ def ingest_files(
         raise
     finally:
         conn.close()
-    return IngestReport(files=[results[i] for i in range(total)])
+        area.close()
+    return IngestReport(files=[results[i] for i in range(total)], recovery=recovery)
 
 
 def _first(item: tuple) -> int:
@@ -250,67 +210,59 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-COMMIT_GROUP = 64
-"""Files placed and registered together: one catalog transaction and one fsync per lake folder
-for up to this many files (a commit and a directory fsync per file cost more than a small file's
-parsing). Each file is still all or nothing: a file that fails is never placed."""
-
-
-def _known_snapshots(conn: sa.Connection, tenant: str, agent: str | None,
-                     shas: set[str] | None = None) -> dict[tuple[str, str], str]:
-    """(source sha256, format) → snapshot id for this tenant/agent (only ``shas`` when given)."""
-    where = (snapshots.c.tenant == tenant) & (
-        snapshots.c.agent_id.is_(None) if agent is None else snapshots.c.agent_id == agent)
-    if shas is not None:
-        where &= snapshots.c.source_sha256.in_(shas)
-    q = sa.select(snapshots.c.source_sha256, snapshots.c.source_format, snapshots.c.id).where(where)
-    return {(sha, f): sid for sha, f, sid in conn.execute(q)}
-
-
 def ingest_file(path: Path, catalog: Catalog, fmt: str = "auto", tenant: str = "default",
-                agent: str | None = None, known: dict[tuple[str, str], str] | None = None) -> FileResult:
-    """Ingest one file, all or nothing. Returns its FileResult (status failed on bad input).
-
-    ``known`` (from a batch) saves a catalog look-up; without it the catalog is asked."""
-    with catalog.engine.connect() as conn:
+                agent: str | None = None, known: dict[tuple[str, str], str] | None = None,
+                keep_secrets: bool | None = None) -> FileResult:
+    """Ingest one file, all or nothing (no fsck first). Returns its FileResult (status failed on
+    bad input). ``known`` (from a batch) saves a catalog look-up; without it the catalog is asked."""
+    keep = catalog.settings.keep_secrets if keep_secrets is None else keep_secrets
+    with catalog.engine.connect() as conn, StagingArea(catalog.settings.staging_dir) as area:
         if known is None:
-            known = _known_snapshots(conn, tenant, agent)
+            known = known_snapshots(conn, tenant, agent)
             conn.rollback()
-        res, staged = _prepare(path, catalog, fmt, tenant, agent, known)
+        res, staged = _prepare(path, _Batch(catalog, fmt, tenant, agent, keep, area.dir), known)
         if staged is not None:
-            _place_and_register(catalog, conn, [(res, staged)], known)
+            place_and_register(catalog, conn, [(res, staged)], known)
     return res
 
 
-@dataclass
-class _Staged:
-    """A prepared file: its day files written and fsynced in staging, its catalog row ready."""
-
-    parts: list[tuple[Path, Path]]  # (staged file, final lake path)
-    row: dict
-    counts: tuple[int, int, int, int]  # sessions, events, tool calls, errors
-
-    def discard(self) -> None:
-        _discard(self.parts)
-
-
-def _discard(parts: list[tuple[Path, Path]]) -> None:
-    """Remove staged files that will not be placed."""
-    for tmp, _ in parts:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+def _map(src: Source, rows: EventRows, fmt: str) -> None:
+    """Run the adapter; an unexpected failure (a bug, a value no check anticipated) still names
+    the file and the line being mapped, never only an exception type."""
+    try:
+        get_adapter(fmt).parse(src, rows)
+    except DreamsError:
+        raise
+    except RecursionError:
+        rec = rows.marks[-1][1] if rows.marks else None
+        raise src.error("JSON nested too deeply to map", rec) from None
+    except Exception as e:
+        rec = rows.marks[-1][1] if rows.marks else None
+        raise src.error(f"cannot map this record: {type(e).__name__}: {e}", rec) from None
 
 
-def _prepare(path: Path, catalog: Catalog, fmt: str, tenant: str, agent: str | None,
-             known: dict[tuple[str, str], str]) -> tuple[FileResult, _Staged | None]:
-    """Read, detect, map and stage one file. Never raises: a bad file comes back failed."""
+def _report_lines(res: FileResult, src: Source, rows: EventRows) -> None:
+    seen: set = set()
+    for rec, eid in rows.dupes:
+        key = id(rec)
+        if key not in seen:
+            seen.add(key)
+            n = sum(1 for r, _ in rows.dupes if r is rec)
+            src.skip(rec, "id", f"event id {eid!r} already read earlier in this file: the repeat is left out", n)
+    res.issues = [i.to_dict() for i in src.issues]
+    res.ignored = dict(src.ignored)
+
+
+def _prepare(path: Path, batch: _Batch, known: dict[tuple[str, str], str]) -> tuple[FileResult, Staged | None]:
+    """Read, detect, map, redact and stage one file. Never raises: a bad file comes back failed."""
+    fmt = batch.fmt
     res = FileResult(path=str(path), status="failed", format=None if fmt == "auto" else fmt)
     try:
         if not path.exists():
             raise BadInput("no such file", file=str(path))
         if not path.is_file():
             raise BadInput("not a regular file", file=str(path))
-        src = read_source(path)
+        src = read_source(path, batch.bounds)
         sha = src.sha256
         # cheap no-op for a re-ingest, before mapping anything
         for f in FORMATS if fmt == "auto" else (fmt,):
@@ -322,117 +274,26 @@ def _prepare(path: Path, catalog: Catalog, fmt: str, tenant: str, agent: str | N
         chosen = detect_format(src) if fmt == "auto" else fmt
         res.format = chosen
         snapshot_id = ids.new_id(ids.SNAPSHOT)
-        rows = EventRows(tenant, agent, chosen, snapshot_id)
-        get_adapter(chosen).parse(src, rows)
+        rows = EventRows(batch.tenant, batch.agent, chosen, snapshot_id)
+        _map(src, rows, chosen)
+        _report_lines(res, src, rows)
         if len(rows) == 0:
             res.status = "skipped"
             res.note = "no events in this file (only non-message records)"
             return res, None
-        table = rows.table()
-        staged = _stage(catalog, src, table, snapshot_id, tenant, agent, chosen, _counts(table, rows.sessions))
+        from dreaming.ingest.secrets import redact_table
+
+        table, kinds, originals = redact_table(rows.table(src), batch.keep_secrets)
+        res.redactions = dict(sorted(kinds.items()))
+        staged = stage(batch.catalog, batch.staging, src, table, snapshot_id, batch.tenant, batch.agent, chosen,
+                       counts_of(table, rows.sessions), originals)
         res.snapshot_id = snapshot_id
+        res.originals = staged.original["path"] if staged.original else None
         res.status = "staged"
         return res, staged
     except DreamsError as e:
         res.status, res.error = "failed", str(e) if getattr(e, "file", None) or str(path) in str(e) else f"{path}: {e}"
     except Exception as e:  # an unexpected bug must not sink the batch; report it like bad input
         res.status, res.error = "failed", f"{path}: internal error while ingesting: {type(e).__name__}: {e}"
+    res.issues, res.ignored = [], {}
     return res, None
-
-
-def _stage(catalog: Catalog, src, table: pa.Table, snapshot_id: str, tenant: str, agent: str | None,
-           fmt: str, counts: tuple[int, int, int, int]) -> _Staged:
-    """Write one Parquet file per UTC day into staging (fsynced); nothing is in the lake yet."""
-    settings = catalog.settings
-    parts: list[tuple[Path, Path]] = []
-    days: list[str] = []
-    try:
-        for day, part in _split_by_day(table):
-            final = settings.transcripts_dir / f"tenant={tenant}" / f"day={day}" / f"{snapshot_id}.parquet"
-            parts.append((write_parquet_staged(part, final, settings.staging_dir), final))
-            days.append(day)
-    except BaseException:
-        _discard(parts)
-        raise
-    row = {
-        "id": snapshot_id,
-        "tenant": tenant,
-        "agent_id": agent,
-        "source_path": str(src.path.resolve()),
-        "source_sha256": src.sha256,
-        "source_format": fmt,
-        "files": [final.relative_to(settings.home).as_posix() for _, final in parts],
-        "days": days,
-        "rows": table.num_rows,
-        "sessions": counts[0],
-        "created_at": datetime.now(UTC),
-    }
-    return _Staged(parts, row, counts)
-
-
-def _place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple[FileResult, _Staged]],
-                        known: dict[tuple[str, str], str]) -> None:
-    """Move the group's staged files into the lake, fsync each lake folder once, and insert their
-    snapshot rows in one catalog transaction. A file whose twin (same content, tenant, agent and
-    format) got registered meanwhile is withdrawn as skipped; if the transaction fails, every file
-    of the group is withdrawn and reported failed."""
-    placed: list[Path] = []
-    batch_ids: set[str] = set()
-    try:
-        placed = place_staged([p for _, st in group for p in st.parts])
-        with conn.begin():  # BEGIN IMMEDIATE: the write lock first, then the re-check
-            row0 = group[0][1].row
-            twins = _known_snapshots(conn, row0["tenant"], row0["agent_id"],
-                                     {st.row["source_sha256"] for _, st in group})
-            for res, st in group:
-                key = (st.row["source_sha256"], st.row["source_format"])
-                if key in twins:  # another ingest registered it meanwhile, or it came twice in this batch
-                    res.note = f"already ingested as {twins[key]} (" + (
-                        "the same content earlier in this batch)" if twins[key] in batch_ids else "concurrently)")
-                    continue
-                catalog.insert_snapshot(conn, st.row)
-                twins[key] = st.row["id"]
-                batch_ids.add(st.row["id"])
-    except BaseException as e:
-        _remove(placed)
-        for _, st in group:
-            st.discard()
-        for res, _ in group:
-            res.status, res.snapshot_id = "failed", None
-            res.error = f"{res.path}: could not register the snapshot: {type(e).__name__}: {e}"
-        if not isinstance(e, Exception):
-            raise
-        return
-    for res, st in group:
-        key = (st.row["source_sha256"], st.row["source_format"])
-        if twins[key] != st.row["id"]:
-            _remove([final for _, final in st.parts])
-            res.status, res.snapshot_id = "skipped", twins[key]
-            continue
-        known[key] = st.row["id"]
-        res.status, res.files, res.days = "ingested", st.row["files"], st.row["days"]
-        res.sessions, res.events, res.tool_calls, res.errors = st.counts
-
-
-def _counts(table: pa.Table, sessions: int) -> tuple[int, int, int, int]:
-    """(sessions, events, tool calls, errors), counted like the ``sessions`` view (lake.py)."""
-    tool_calls = pc.sum(pc.is_in(table["type"], pa.array(TOOL_USE_TYPES))).as_py() or 0
-    errors = pc.sum(pc.or_(pc.fill_null(table["is_error"], False), pc.equal(table["type"], "session.error")))
-    return sessions, table.num_rows, tool_calls, errors.as_py() or 0
-
-
-def _split_by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """``(YYYY-MM-DD, rows of that UTC day)`` in day order; rows keep their order within a day."""
-    days = table["ts"].cast(pa.date32())
-    lo, hi = (v.as_py() for v in pc.min_max(days).values())
-    if lo == hi:  # the usual case: one file, one day
-        return [(lo.isoformat(), table)]
-    return [(d.isoformat(), table.filter(pc.equal(days, d))) for d in sorted(pc.unique(days).to_pylist())]
-
-
-def _remove(paths: list[Path]) -> None:
-    for p in paths:
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-        with contextlib.suppress(OSError):  # leave no empty day folder behind
-            p.parent.rmdir()

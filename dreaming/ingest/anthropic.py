@@ -7,7 +7,11 @@ Accepted shapes: a JSON array of events, a ``{"data": [...], "next_page": ...}``
   either is an error naming file and line (queued user events have ``processed_at: null`` and are
   not part of a transcript yet). Stream-only ``event_start`` / ``event_delta`` are skipped.
 - Session id: the event's ``session_id``, else the page's ``session_id`` / ``session.id``, else the
-  file name without its suffix (``events.list`` does not repeat the session id in each event).
+  file name without its suffix (``events.list`` does not repeat the session id in each event) —
+  reported as a ``repaired`` line. A ``session_id`` that is present but not a non-empty string, or
+  a file where some events have a session id and others have none, is refused (naming the line).
+- ``processed_at`` outside the plausible range (settings ``min_event_time`` / ``max_future``) is
+  refused, naming line and field.
 - Every documented type maps (see ``_fields``); unknown types are kept with their type as given,
   the role from their prefix and their ``content`` flattened; ``raw`` always holds the event.
 """
@@ -110,17 +114,32 @@ def _iter_events(src: Source):
     for rec in src.records:
         obj = rec.obj
         if isinstance(obj, dict) and isinstance(obj.get("data"), list) and "type" not in obj:
-            page_sid = obj.get("session_id")
-            if not page_sid and isinstance(obj.get("session"), dict):
-                page_sid = obj["session"].get("id")
+            page_sid = _usable_sid(src, obj, "session_id", rec, "session_id")
+            if page_sid is None and isinstance(obj.get("session"), dict):
+                page_sid = _usable_sid(src, obj["session"], "id", rec, "session.id")
+            if not obj["data"]:
+                src.ignore("events page without events")
             for i, ev in enumerate(obj["data"]):
                 yield ev, rec, f"data[{i}]", page_sid
         else:
             yield obj, rec, None, None
 
 
+def _usable_sid(src: Source, holder: dict, key: str, rec, field: str):
+    """``holder[key]`` when it is a usable session id, None when absent; BadInput when unusable."""
+    v = holder.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise src.error(f"session_id must be a non-empty string, got {v!r:.60}", rec, field)
+    return v
+
+
 def parse(src: Source, out: EventRows) -> None:
+    named = 0  # events with a session id (their own or their page's)
+    unnamed: list = []  # records of events without one
     for ev, rec, path, page_sid in _iter_events(src):
+        out.mark(rec)
         where = (lambda f, _p=path: f"{_p}.{f}" if _p else f)  # noqa: E731
         if not isinstance(ev, dict):
             raise src.error(f"expected an event object, got {type(ev).__name__}", rec, path)
@@ -128,6 +147,7 @@ def parse(src: Source, out: EventRows) -> None:
         if not isinstance(t, str) or not t:
             raise src.error("event has no type", rec, where("type"))
         if t in STREAM_ONLY:
+            src.ignore(f"stream-only {t}")
             continue
         eid = ev.get("id")
         if not eid or not isinstance(eid, str):
@@ -136,9 +156,19 @@ def parse(src: Source, out: EventRows) -> None:
         if ts is None:
             what = "no" if ev.get("processed_at") in (None, "") else "an unreadable"
             raise src.error(f"{t} event {eid} has {what} processed_at timestamp", rec, where("processed_at"))
-        sid = ev.get("session_id") or page_sid or src.stem
-        if not isinstance(sid, str):
-            raise src.error("session_id must be a string", rec, where("session_id"))
+        src.check_time(ts, ev.get("processed_at"), rec, where("processed_at"))
+        sid = _usable_sid(src, ev, "session_id", rec, where("session_id")) or page_sid
+        if sid is None:
+            if named:
+                raise src.error(f"{t} event {eid} has no session_id while earlier events of this file have one",
+                                rec, where("session_id"))
+            unnamed.append((rec, where("session_id")))
+            sid = src.stem
+        else:
+            named += 1
+            if unnamed:
+                r0, f0 = unnamed[0]
+                raise src.error("event has no session_id while later events of this file have one", r0, f0)
         raw = rec.raw if (rec.raw is not None and path is None) else dumps(ev)
         f = _fields(ev)
         out.add(
@@ -155,3 +185,7 @@ def parse(src: Source, out: EventRows) -> None:
             outcome=f.get("outcome"),
             raw=raw,
         )
+    if unnamed:
+        r0, f0 = unnamed[0]
+        src.repair(r0, f0, f"no session_id in this file's {len(unnamed)} events: they form one session named "
+                           f"after the file, {src.stem!r}", len(unnamed))

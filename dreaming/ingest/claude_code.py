@@ -4,9 +4,11 @@ Each line is one record. Message lines have ``type`` ``user`` / ``assistant``, `
 ``sessionId``, ``timestamp`` and ``message: {role, content}`` where content is a string or a
 list of blocks (``text``, ``thinking``, ``tool_use``, ``tool_result`` with ``is_error``, ``image``).
 ``system`` lines (``subtype``, ``content``, ``level``) are kept as ``system.message`` (or
-``session.error`` when ``level`` is ``error``). Every other line type — ``summary``,
-``file-history-snapshot``, ``queue-operation``, … — carries no conversation and is skipped (never
-counted as an error).
+``session.error`` when ``level`` is ``error``). The known bookkeeping line types (``summary``,
+``file-history-snapshot``, ``queue-operation``, … ``KNOWN_TYPES``) carry no conversation: they
+are counted as ignored, per type. A line with a missing or unknown ``type`` is skipped and
+reported (file, line, field ``type``): Claude Code adds line types between releases, so refusing
+the file would stop ingest at every new release, and dropping it silently would hide data.
 
 Mapping: user text → ``user.message`` (``user.interrupt`` for "[Request interrupted by user…]");
 assistant text → ``agent.message``; thinking → ``agent.thinking``; ``tool_use`` →
@@ -29,7 +31,7 @@ FORMAT = "claude-code"
 
 MESSAGE_TYPES = frozenset({"user", "assistant", "system"})
 KNOWN_TYPES = MESSAGE_TYPES | frozenset(
-    {"summary", "file-history-snapshot", "queue-operation", "x-ai-title", "custom-title", "tag"}
+    {"summary", "file-history-snapshot", "queue-operation", "x-ai-title", "custom-title", "tag", "progress"}
 )
 _ID_KEYS = ("uuid", "sessionId", "leafUuid", "messageId", "parentUuid")
 
@@ -48,12 +50,19 @@ def looks_like(obj: Any) -> bool:
 def parse(src: Source, out: EventRows) -> None:
     mcp_ids: set[str] = set()
     for rec in src.records:
+        out.mark(rec)
         obj = rec.obj
         if not isinstance(obj, dict):
             raise src.error(f"expected a JSON object per line, got {type(obj).__name__}", rec)
         t = obj.get("type")
         if t not in MESSAGE_TYPES:
-            continue  # summary, file-history-snapshot, …: no conversation in them
+            if t in KNOWN_TYPES:
+                src.ignore(f"{t} line")  # summary, file-history-snapshot, …: no conversation in them
+            elif t is None:
+                src.skip(rec, "type", "line has no type (not a Claude Code message line): left out")
+            else:
+                src.skip(rec, "type", f"unknown line type {str(t)[:60]!r}: left out")
+            continue
         uuid = obj.get("uuid")
         if not uuid or not isinstance(uuid, str):
             raise src.error(f"{t} line has no uuid", rec, "uuid")
@@ -63,6 +72,7 @@ def parse(src: Source, out: EventRows) -> None:
         ts = parse_ts(obj.get("timestamp"))
         if ts is None:
             raise src.error(f"{t} line has no readable timestamp", rec, "timestamp")
+        src.check_time(ts, obj.get("timestamp"), rec, "timestamp")
         raw_line = rec.raw if rec.raw is not None else dumps(obj)
 
         def emit(n: int, block: Any, etype: str, role: str, _u=uuid, _s=sid, _ts=ts, _r=raw_line, **kw):
@@ -91,6 +101,9 @@ def parse(src: Source, out: EventRows) -> None:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if not isinstance(blocks, list):
             raise src.error("message.content must be a string or a list of blocks", rec, "message.content")
+        if not blocks:
+            src.skip(rec, "message.content", f"{t} message has no content blocks: no event to ingest")
+            continue
 
         if t == "assistant" and obj.get("isApiErrorMessage"):
             emit(0, obj, "session.error", "system", text=flatten(content), is_error=True)

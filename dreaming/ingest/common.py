@@ -1,4 +1,5 @@
-"""Plumbing shared by the ingest adapters: reading a source file, timestamps, text, event rows.
+"""Plumbing shared by the ingest adapters: timestamps, text, event rows (and, re-exported from
+``source.py``, reading a source file).
 
 A source file is read once (bytes → sha256 → strict UTF-8 → JSON or JSONL) into a ``Source``;
 an adapter walks its records and appends events to an ``EventRows`` builder, which assigns the
@@ -8,25 +9,17 @@ Every problem raises ``BadInput`` naming the file and, where known, the line and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from dreaming import ids
-from dreaming.errors import BadInput
+from dreaming.ingest.checks import diagnose
+from dreaming.ingest.source import Record, Source, dumps, loads, read_source, short_hash  # noqa: F401 - re-exported
 from dreaming.schema import EVENT_SCHEMA
-
-try:  # orjson is ~5x faster than json on large transcripts; the stdlib is the fallback
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson ships with the pinned stack
-    _orjson = None
 
 TOOL_USE_TYPES = ("agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use")
 """Event types counted as tool calls (the same list as the ``sessions`` view in lake.py)."""
@@ -38,192 +31,6 @@ ingesting the same file twice (or on two machines) gives the same rows."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON (orjson when available; stdlib json for what orjson rejects, e.g. NaN)."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(text)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON text (keys in their original order, non-ASCII kept)."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(obj).decode("utf-8")
-        except TypeError:  # e.g. ints beyond 64 bits
-            pass
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-# --- reading a source file ----------------------------------------------------------------------
-
-
-@dataclass
-class Record:
-    """One top-level record: a JSONL line, an element of a top-level JSON array, or the document."""
-
-    obj: Any
-    index: int
-    line: int | None = None  # 1-based; None until asked for (see Source.line_of)
-    raw: str | None = None  # the record's original text when it is a whole JSONL line
-
-
-@dataclass
-class Source:
-    path: Path
-    data: bytes
-    text: str
-    kind: str  # "jsonl" | "json"
-    doc: Any = None  # the parsed document ("json" only)
-    records: list[Record] = field(default_factory=list)
-    _array_lines: list[int] | None = None
-
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def name(self) -> str:
-        return str(self.path)
-
-    @property
-    def stem(self) -> str:
-        """File name without its format suffixes: ``a.traj.json`` → ``a``, ``s.jsonl`` → ``s``."""
-        name = self.path.name
-        for suffix in (".traj.json", ".jsonl", ".ndjson", ".json"):
-            if name.endswith(suffix):
-                return name[: -len(suffix)]
-        return self.path.stem
-
-    def line_of(self, rec: Record | int) -> int | None:
-        """The 1-based line where a record starts (computed lazily for JSON arrays)."""
-        idx = rec.index if isinstance(rec, Record) else rec
-        if isinstance(rec, Record) and rec.line is not None:
-            return rec.line
-        if self.kind == "json" and isinstance(self.doc, list):
-            if self._array_lines is None:
-                self._array_lines = _array_element_lines(self.text)
-            if 0 <= idx < len(self._array_lines):
-                return self._array_lines[idx]
-        return None
-
-    def error(self, message: str, rec: Record | int | None = None, field: str | None = None) -> BadInput:
-        line = self.line_of(rec) if rec is not None else None
-        return BadInput(message, file=self.name, line=line, field=field)
-
-
-def _array_element_lines(text: str) -> list[int]:
-    """Start line of each element of the top-level JSON array in ``text`` (for error messages)."""
-    dec = json.JSONDecoder()
-    lines: list[int] = []
-    i = len(text) - len(text.lstrip())
-    if i >= len(text) or text[i] != "[":
-        return lines
-    i += 1
-    line, pos = 1, 0
-    ws = re.compile(r"[\s,]*")
-    while True:
-        i = ws.match(text, i).end()
-        if i >= len(text) or text[i] == "]":
-            return lines
-        line += text.count("\n", pos, i)
-        pos = i
-        lines.append(line)
-        try:
-            _, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
-            return lines
-
-
-def read_source(path: Path) -> Source:
-    """Read ``path`` as JSON or JSONL. Raises BadInput for empty, non-UTF-8 or malformed input."""
-    name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise BadInput(f"cannot read file: {e.strerror or e}", file=name) from None
-    if not data.strip():
-        raise BadInput("file is empty", file=name, line=1)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise BadInput(
-            f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); transcripts must be UTF-8",
-            file=name,
-            line=line,
-        ) from None
-    if "\x00" in text:
-        raise BadInput("binary content (NUL byte); expected JSON or JSONL text", file=name,
-                       line=text.count("\n", 0, text.index("\x00")) + 1)
-
-    stripped = text.lstrip()
-    # A whole JSON document (array, page, trajectory, pretty-printed object) ...
-    if stripped[0] == "[" or not _first_line_is_complete_json(text):
-        try:
-            doc = loads(text)
-        except (json.JSONDecodeError, ValueError) as e:
-            raise _json_error(name, text, e) from None
-        src = Source(path, data, text, "json", doc=doc)
-        if isinstance(doc, list):
-            src.records = [Record(o, i) for i, o in enumerate(doc)]
-        else:
-            src.records = [Record(doc, 0, line=1)]
-        return src
-    # ... or one JSON value per line.
-    src = Source(path, data, text, "jsonl")
-    lines = text.split("\n")
-    last = len(lines)
-    while last and not lines[last - 1].strip():
-        last -= 1
-    for n, raw in enumerate(lines[:last], start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = loads(raw)
-        except (json.JSONDecodeError, ValueError) as e:
-            what = "truncated last line" if n == last else "malformed JSON"
-            msg = getattr(e, "msg", str(e))
-            raise BadInput(f"{what}: {msg} (column {getattr(e, 'colno', '?')})", file=name, line=n) from None
-        src.records.append(Record(obj, len(src.records), line=n, raw=raw.strip()))
-    return src
-
-
-def _first_line_is_complete_json(text: str) -> bool:
-    first = text.lstrip().split("\n", 1)[0].strip()
-    if not first:
-        return False
-    try:
-        loads(first)
-    except (json.JSONDecodeError, ValueError):
-        return False
-    return True
-
-
-def _json_error(name: str, text: str, e: Exception) -> BadInput:
-    # Prefer the stdlib's message/position (orjson's are similar but less familiar).
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as je:
-        e = je
-    except ValueError:
-        pass
-    line = getattr(e, "lineno", None)
-    msg = getattr(e, "msg", str(e))
-    if isinstance(e, json.JSONDecodeError) and e.pos >= len(text.rstrip()):
-        msg = f"truncated JSON: {msg}"
-    else:
-        msg = f"malformed JSON: {msg} (column {getattr(e, 'colno', '?')})"
-    return BadInput(msg, file=name, line=line)
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -345,6 +152,12 @@ class EventRows:
         self._seq: dict[str, int] = {}
         self._seen: set[str] = set()
         self.sessions_order: list[str] = []
+        self.marks: list[tuple[int, Record]] = []  # (first row, record) per record: rows → lines
+        self.dupes: list[tuple[Record | None, str]] = []  # (record, event id) of repeated events left out
+
+    def mark(self, rec: Record) -> None:
+        """Adapters call this at each record: errors and reports can then name the record's line."""
+        self.marks.append((len(self.rows), rec))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -378,6 +191,7 @@ class EventRows:
             if id_key is None:
                 raise ValueError("an event needs an event_id or an id_key")
         elif event_id in self._seen:
+            self.dupes.append((self.marks[-1][1] if self.marks else None, event_id))
             return False
         else:
             self._seen.add(event_id)
@@ -414,11 +228,18 @@ class EventRows:
             "source_format": [self.source_format] * n, "snapshot_id": [self.snapshot_id] * n, "raw": raw,
         }
 
-    def table(self) -> pa.Table:
+    def table(self, src: Source | None = None) -> pa.Table:
+        """The rows as an ``EVENT_SCHEMA`` table. A value that does not fit its column (a list where
+        text belongs, …) is a BadInput naming file, line and field (``checks.diagnose``)."""
         cols = self.columns()
         assert list(cols) == EVENT_SCHEMA.names, "EventRows.columns out of step with EVENT_SCHEMA"
-        cols["ts"] = pa.array(cols["ts"], type=pa.int64()).cast(EVENT_SCHEMA.field("ts").type)
-        return pa.Table.from_pydict(cols, schema=EVENT_SCHEMA)
+        try:
+            ts = pa.array(cols["ts"], type=pa.int64()).cast(EVENT_SCHEMA.field("ts").type)
+            return pa.Table.from_pydict({**cols, "ts": ts}, schema=EVENT_SCHEMA)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError, UnicodeError) as e:
+            if src is None:
+                raise
+            raise diagnose(cols, self.marks, src, self.source_format, e) from None
 
     @property
     def sessions(self) -> int:

@@ -47,15 +47,23 @@ def looks_like(obj: Any) -> bool:
     return isinstance(obj.get("messages"), list) and isinstance(obj.get("info"), dict) and "instance_id" in obj
 
 
-def _msg_ts(m: dict):
+def _msg_ts(src: Source, rec, i: int, m: dict):
+    """The message's time, None when it has none; a value that is present but unreadable or
+    implausible is refused (naming its field), never skipped over."""
     extra = m.get("extra")
+    value, field = m.get("timestamp"), f"messages[{i}].timestamp"
     if isinstance(extra, dict):
         resp = extra.get("response")
         if isinstance(resp, dict) and resp.get("created") is not None:
-            return parse_ts(resp.get("created"))
-        if extra.get("timestamp") is not None:
-            return parse_ts(extra.get("timestamp"))
-    return parse_ts(m.get("timestamp"))
+            value, field = resp.get("created"), f"messages[{i}].extra.response.created"
+        elif extra.get("timestamp") is not None:
+            value, field = extra.get("timestamp"), f"messages[{i}].extra.timestamp"
+    if value is None:
+        return None
+    ts = parse_ts(value)
+    if ts is None:
+        raise src.error(f"unreadable timestamp {value!r:.60}", rec, field)
+    return src.check_time(ts, value, rec, field)
 
 
 def is_error_output(text: str) -> bool:
@@ -69,6 +77,7 @@ def parse(src: Source, out: EventRows) -> None:
     if len(src.records) != 1 or not isinstance(src.records[0].obj, dict):
         raise src.error("expected one trajectory object ({instance_id, info, messages}) per file", 0)
     rec = src.records[0]
+    out.mark(rec)
     doc = rec.obj
     messages = doc.get("messages")
     if not isinstance(messages, list):
@@ -83,7 +92,7 @@ def parse(src: Source, out: EventRows) -> None:
             raise src.error("expected a message with role system/user/assistant", rec, f"messages[{i}]")
         if not isinstance(m.get("content"), str):
             raise src.error("message content must be text", rec, f"messages[{i}].content")
-        times.append(_msg_ts(m))
+        times.append(_msg_ts(src, rec, i, m))
     first = next((t for t in times if t is not None), None)
     last = first
 

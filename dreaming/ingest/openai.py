@@ -112,6 +112,10 @@ def _session_id(src: Source, conv: _Conv, occurrences: dict, single_bare: bool) 
             return str(v)
     if single_bare:
         return src.stem
+    for k in ("task_id", "trial"):  # parts of the session id: scalars only
+        if isinstance(meta.get(k), (list, dict)):
+            raise src.error(f"{k} must be a string or a number, got {type(meta[k]).__name__}", conv.rec,
+                            f"{conv.path.rsplit('.', 1)[0]}.{k}" if "." in conv.path else k)
     head = short_hash(dumps(conv.messages[:2]))
     key = (meta.get("task_id"), meta.get("trial"), head) if "task_id" in meta else (head,)
     n = occurrences.get(key, 0)
@@ -130,6 +134,8 @@ def parse(src: Source, out: EventRows) -> None:
     single_bare = len(convs) == 1 and convs[0].meta is None
     add, next_seq = out.add, out.next_seq  # every message passes through here: keep the loop lean
     for ci, conv in enumerate(convs):
+        if conv.rec is not None:
+            out.mark(conv.rec)
         sid = _session_id(src, conv, occurrences, single_bare)
 
         def err(msg: str, mi: int, field: str | None = None, _c=conv):
@@ -151,11 +157,15 @@ def parse(src: Source, out: EventRows) -> None:
             ts = parse_ts(v) if v is not None else None
             if v is not None and ts is None:
                 raise err(f"unreadable timestamp {v!r}", mi, "timestamp")
+            if ts is not None and (problem := src.time_problem(ts, v)):
+                raise err(problem, mi, next(k for k in _TS_KEYS if m.get(k) not in (None, "")))
             given[mi] = ts
         last_ts = next((t for t in given if t is not None), None)
         have_ts = last_ts is not None
 
         for mi, m in enumerate(msgs):
+            if conv.records:
+                out.mark(conv.records[mi])
             role = m.get("role")
             if role not in ROLES:
                 raise err(f"unknown message role {role!r}", mi, "role")

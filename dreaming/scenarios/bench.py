@@ -193,6 +193,13 @@ def generate_bench_lake(settings: Settings, n_sessions: int, seed: int = 0, othe
         part = table.filter(pa.array(part_key == key))
         path = (settings.transcripts_dir / f"tenant={tenant}" / f"day={day:%Y-%m-%d}" / f"{snapshot_id}.parquet")
         paths.append(write_parquet_atomic(part, path, settings.staging_dir))
+    from dreaming.catalog import Catalog  # the lake reads only the files the catalog registers
+
+    cat = Catalog(settings)
+    try:
+        cat.register_written(snapshot_id, paths, rows=total, sessions=n_sessions)
+    finally:
+        cat.engine.dispose()
     families: dict[str, int] = {}
     for p, other in zip(pick.tolist(), tenant_other.tolist()):
         if not other:
