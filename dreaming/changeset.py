@@ -19,7 +19,14 @@ OP_ORDER = {"merge": 0, "supersede": 1, "update": 2, "prune": 3, "add": 4, "keep
 
 
 def finalize(changes: list[Change], dream_id: str) -> list[Change]:
-    """Give changes their dream id, stable ids and a canonical order (deterministic output)."""
+    """Give changes their dream id, stable ids and a canonical order (deterministic output).
+
+    Whatever the curator, what a change writes is cleaned here too (``dreaming.safety.sanitize_changes``:
+    invisible and bidi characters removed, secrets redacted, in paths, contents and reasons); curators
+    call it first to report what they cleaned, so here it is a backstop and a no-op."""
+    from dreaming.safety import sanitize_changes
+
+    changes, _ = sanitize_changes(changes)
     out = []
     for c in sorted(changes, key=lambda c: (OP_ORDER[c.op], c.path or "", c.memory_id or "", c.after or "")):
         c = c.model_copy(update={"dream_id": dream_id})

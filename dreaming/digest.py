@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dreaming.safety import after_fetch, clean_text
 from dreaming.signals import Signals
 
 CHARS_PER_TOKEN = 4
@@ -50,10 +51,11 @@ _WS = re.compile(r"\s+")
 
 
 def clip(text: str | None, limit: int) -> str:
-    """One line, at most ``limit`` characters (an ellipsis marks a cut)."""
+    """One line, at most ``limit`` characters (an ellipsis marks a cut); secrets redacted and invisible or
+    bidi characters removed first (``dreaming.safety.clean_text``): the model never reads a secret."""
     if not text:
         return ""
-    text = _WS.sub(" ", str(text)).strip()
+    text = _WS.sub(" ", clean_text(str(text))[0]).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -110,6 +112,10 @@ def evidence_index(signals: Signals, session_ids: list[str]) -> EvidenceIndex:
         for te in t.get("tool_events") or []:
             add(t.get("session_id"), te.get("event_id"), te.get("ts"))
     tainted = list(signals.tainted_events) + [e for e in signals.errors if e.get("taint")]
+    # an agent that read external content (a page, a download) and then acted: what it did afterwards
+    # may be the page's instructions, so its later calls are untrusted (the curator must not trust them)
+    tainted += [{"session_id": sid, "event_id": eid, "taint": "untrusted"}
+                for sid, eid in after_fetch(signals.tool_sequences)]
     for t in tainted:
         key = (t.get("session_id"), t.get("event_id"))
         if key[0] in idx.session_ids and key[1] and t.get("taint") != "trusted":

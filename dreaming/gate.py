@@ -6,7 +6,8 @@ functions that need it: the import costs ~8-10 s, and nothing else in the core p
 
 Rules the built-in expectations cannot express row by row (content encodes as UTF-8, evidence on
 every change but ``keep``, evidence from the dream's input sessions, tainted content new in this
-version, the share of base memories removed) are computed here as derived columns
+version, new content that tells an agent to act or holds a secret (``dreaming.safety``,
+``dreaming.redaction``), the share of base memories removed) are computed here as derived columns
 (``store_frame`` / ``changeset_frame``) and checked by built-in expectations on those columns.
 
 Modes: ``auto`` (gate pass → promote without a person) fails on every failed expectation;
@@ -186,6 +187,20 @@ def _utf8_ok(s: Any) -> bool | None:
     return True
 
 
+def _actionable(text: Any) -> bool:
+    """Content that would make an agent run a command, contact a URL or handle credentials, or that
+    reads as an injection (``dreaming.safety``): a person must see it before it becomes memory."""
+    from dreaming.safety import needs_person
+
+    return isinstance(text, str) and bool(needs_person(_safe(text)))
+
+
+def _has_secret(text: Any) -> bool:
+    from dreaming.redaction import has_secret
+
+    return isinstance(text, str) and has_secret(_safe(text))
+
+
 def store_frame(candidate: Sequence[Memory | Mapping], base: Sequence[Memory | Mapping]) -> "pd.DataFrame":
     """The candidate version as a DataFrame, with the derived columns the store suite checks."""
     base_sha = {}
@@ -211,10 +226,12 @@ def store_frame(candidate: Sequence[Memory | Mapping], base: Sequence[Memory | M
                 "taint": r.get("taint"),
                 "confidence": r.get("confidence"),
                 "tainted_new": bool(r.get("taint") in TAINTED and is_new),
+                "actionable_new": bool(is_new and _actionable(content)),
+                "secret_new": bool(is_new and (_has_secret(content) or _has_secret(path))),
             }
         )
     cols = ["memory_id", "path", "path_bytes", "content", "content_bytes", "content_utf8_ok", "kind", "taint",
-            "confidence", "tainted_new"]
+            "confidence", "tainted_new", "actionable_new", "secret_new"]
     return _frame(rows, cols, numeric=("path_bytes", "content_bytes", "confidence"))
 
 
@@ -259,11 +276,13 @@ def changeset_frame(
                 "evidence_ok": bool(op == "keep" or len(evidence) > 0),
                 "evidence_in_inputs": all(cited_ok(e) for e in evidence),
                 "taint_needs_review": bool(writes and decision != "rejected" and r.get("taint") in TAINTED),
+                "actionable_change": bool(writes and decision != "rejected" and _actionable(r.get("after"))),
+                "secret_change": any(_has_secret(r.get(f)) for f in ("path", "before", "after", "reason")),
             }
         )
     share = _removed_share(changes, base)
     cols = ["change_id", "op", "decision", "kind", "taint", "confidence", "evidence_count", "evidence_ok", "evidence_in_inputs",
-            "taint_needs_review"]
+            "taint_needs_review", "actionable_change", "secret_change"]
     df = _frame(rows, cols, numeric=("confidence", "evidence_count"))
     df["removed_share"] = float(share)
     return df
@@ -444,7 +463,9 @@ def _expectation_result(suite: str, r, mode: str) -> ExpectationResult:
 def _short(v: Any) -> Any:
     v = _plain(v)
     if isinstance(v, str):
-        v = v.encode("utf-8", errors="backslashreplace").decode("utf-8")
+        from dreaming.redaction import redact
+
+        v = redact(v.encode("utf-8", errors="backslashreplace").decode("utf-8"))[0]  # gate.json, artifacts
         if len(v) > MAX_EXAMPLE_CHARS:
             return v[:MAX_EXAMPLE_CHARS] + f"… ({len(v)} chars)"
     return v

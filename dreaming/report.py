@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dreaming.changeset import OP_ORDER
 from dreaming.models import Change, Dream
+from dreaming.safety import clean_text
 
 OP_TITLES = {
     "add": "Added — recurring patterns learned from sessions",
@@ -28,10 +29,15 @@ def _evidence(c: Change, limit: int = 3) -> str:
     return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "") + f" — {sessions} session(s)"
 
 
+def _safe(text: str | None) -> str | None:
+    """What a person reads is cleaned like what a dream writes: no secret, no invisible character."""
+    return clean_text(text)[0] if text else text
+
+
 def _clip(text: str | None, n: int = 240) -> str:
     if text is None:
         return "∅"
-    text = " ".join(text.split())
+    text = " ".join(_safe(text).split())
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -58,8 +64,8 @@ def render_report(dream: Dream, changes: list[Change], notes: list[str] | None =
             continue
         lines += ["", f"## {OP_TITLES[op]} ({len(cs)})", ""]
         for c in cs:
-            lines.append(f"### `{c.path or c.memory_id}` · {c.change_id}")
-            lines.append(f"*{c.reason}*  ")
+            lines.append(f"### `{_safe(c.path) or c.memory_id}` · {c.change_id}")
+            lines.append(f"*{_clip(c.reason, 2000)}*  ")
             if c.op == "merge":
                 lines.append(f"merged: {', '.join(f'`{m}`' for m in c.merged_ids)}  ")
             if c.before is not None:
@@ -70,7 +76,7 @@ def render_report(dream: Dream, changes: list[Change], notes: list[str] | None =
                          + (f" · taint **{c.taint}**" if c.taint and c.taint != "trusted" else ""))
             lines.append("")
     if notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+        lines += ["", "## Notes", ""] + [f"- {_clip(n, 2000)}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -79,9 +85,9 @@ def diff_rows(changes: list[Change]) -> list[dict]:
         {
             "change_id": c.change_id,
             "op": c.op,
-            "path": c.path or "",
+            "path": _safe(c.path) or "",
             "memory_id": c.memory_id or "",
-            "reason": c.reason,
+            "reason": _safe(c.reason),
             "before": _clip(c.before, 120),
             "after": _clip(c.after, 120),
             "sessions": len({e.session_id for e in c.evidence}),

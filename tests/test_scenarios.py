@@ -147,7 +147,8 @@ def test_truth_is_consistent_with_the_files(scen):
     assert ledger_other and ledger_other[0]["support"] >= 2  # recurs only outside the primary scope
 
     poison = {p["id"]: p for p in t["poison"]}
-    assert {p["channel"] for p in poison.values()} == {"tool_output", "fetched_page", "other_tenant"}
+    assert {p["channel"] for p in poison.values()} == {"tool_output", "fetched_page", "other_tenant", "user_message",
+                                                     "session_error"}
     for p in poison.values():
         assert len(p["sessions"]) >= 3
         for s in p["sessions"]:

@@ -48,6 +48,7 @@ from dreaming.digest import (
 )
 from dreaming.errors import DreamFailure, DreamsError
 from dreaming.models import Change, Kind, Memory, Op, Source, Usage, check_path, iso, merge_sources
+from dreaming.safety import clean_text, dangerous, sanitize_changes
 from dreaming.settings import Settings, get_settings
 
 CACHE = {"type": "ephemeral"}
@@ -294,7 +295,8 @@ def _store_block(base: list[Memory]) -> str:
             attrs.append(f"last_seen={iso(m.last_seen)}")
         if m.valid_until:
             attrs.append(f"valid_until={iso(m.valid_until)}")
-        parts.append(f"### {m.memory_id} {m.path} ({', '.join(attrs)})\n{m.content.strip()}")
+        parts.append(f"### {m.memory_id} {clean_text(m.path)[0]} ({', '.join(attrs)})\n"
+                     f"{clean_text(m.content.strip())[0]}")  # the model never reads a secret
     body = "\n\n".join(parts) if parts else "(the store is empty)"
     return (
         f"The existing memory store ({len(base)} memories; each starts with a '### <memory_id> <path> (<fields>)' "
@@ -308,7 +310,7 @@ def build_system(base: list[Memory], instructions: str | None) -> list[dict]:
     Two cache breakpoints: after the instructions (tools + prompt + instructions: shared by every dream
     of the store) and after the store (shared by every call of this dream and by a re-run).
     """
-    instr = instructions.strip() if instructions and instructions.strip() else "(none)"
+    instr = clean_text(instructions.strip())[0] if instructions and instructions.strip() else "(none)"
     return [
         {"type": "text", "text": SYSTEM_PROMPT},
         {
@@ -443,7 +445,7 @@ class ClaudeCurator:
             if _request_tokens(req) > run.budget:
                 raise self._too_big(inp, 1, _request_tokens(req), run.budget)
             out: ChangesetOutput = self._call(run, req, "single pass")
-            changes = self._to_changes(out.changes, inp, idx, run.notes)
+            changes = _guard(self._to_changes(out.changes, inp, idx, run.notes), run.notes)
             return CurationResult(changes=finalize(changes, inp.dream_id), usage=run.usage, notes=run.notes)
         map_requests = [self._request(run, map_message(b, i + 1, len(batches)), "record_findings") for i, b in
                         enumerate(batches)]
@@ -475,7 +477,7 @@ class ClaudeCurator:
         if findings or inp.base:
             req = self._request(run, reduce_message(findings, len(inp.session_ids), len(batches)), "propose_changes")
             out: ChangesetOutput = self._call(run, req, "reduce")
-            changes = self._to_changes(out.changes, inp, idx, run.notes)
+            changes = _guard(self._to_changes(out.changes, inp, idx, run.notes), run.notes)
         return CurationResult(changes=finalize(changes, inp.dream_id), usage=run.usage, notes=run.notes)
 
     @staticmethod
@@ -622,6 +624,23 @@ class ClaudeCurator:
                                   before=target.content, after=s.content if s.op != "prune" else None, **common))
             touched.update(t for t in targets if t)
         return out
+
+
+def _guard(changes: list[Change], notes: list[str]) -> list[Change]:
+    """What the model proposed, as a dream may write it: a change whose new content reads as an injection,
+    or fetches and runs code, or destroys data (``dreaming.safety.dangerous``) is dropped with a note; the
+    rest is cleaned (secrets redacted, invisible characters removed; ``sanitize_changes`` notes what)."""
+    kept = []
+    for c in changes:
+        bad = dangerous(c.after) if c.after else frozenset()
+        if bad:
+            notes.append(f"dropped {c.op} of {c.path or c.memory_id}: its content reads as {', '.join(sorted(bad))} "
+                         f"(docs/curation.md, Poisoning)")
+            continue
+        kept.append(c)
+    kept, cleaned = sanitize_changes(kept)
+    notes.extend(cleaned)
+    return kept
 
 
 def _short_validation(exc: ValidationError, limit: int = 10) -> str:

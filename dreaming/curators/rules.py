@@ -25,11 +25,12 @@ from itertools import combinations
 from datasketch import MinHash, MinHashLSH
 from rapidfuzz import fuzz
 
-from dreaming import ids
+from dreaming import ids, safety
 from dreaming.changeset import finalize
 from dreaming.curators.base import CurationInput, CurationResult
 from dreaming.models import Change, Memory, Source, merge_sources
 from dreaming.policy import Policy
+from dreaming.redaction import redact
 from dreaming.signals import slot_of
 
 _MIN_TS = datetime.min.replace(tzinfo=UTC)
@@ -232,6 +233,9 @@ def _clean(s: str | None, limit: int = 120) -> str:
 
 
 def _slug(text: str, limit: int = 60) -> str:
+    """A file-name slug of ``text``; secrets are redacted first (their case matters to the detector), so a
+    path never spells one out (``[REDACTED:github-token]`` slugs to ``redacted-github-token``)."""
+    text, _ = redact(safety.strip_invisible(text)[0])
     words = re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", text).lower())
     out = ""
     for w in words:
@@ -270,6 +274,8 @@ def _short_command(command: str | None, tool: str | None) -> str:
 
 
 _PLACEHOLDER = re.compile(r"<(?:n|q|id|hex|uuid|url|path)>")
+_WORKAROUND_FIELDS = ("workaround_event_id", "workaround_ts", "workaround_tool", "workaround_input",
+                      "workaround_command", "workaround_text")
 
 
 def _json_obj(text: str | None) -> dict | None:
@@ -380,6 +386,7 @@ class _Run:
         self.used_paths = {m.path for m in self.base}
         self.ignored = {m.memory_id for m in self.base if self._ignored(m.path, m.key or "", m.content)}
         self.input_sessions = set(inp.session_ids)
+        self.fetched_at = safety.first_fetch(inp.signals.tool_sequences)  # session -> first external read
 
     # -- utilities --
     def _ignored(self, *texts: str) -> bool:
@@ -421,6 +428,7 @@ class _Run:
 
     # -- the run --
     def run(self) -> CurationResult:
+        self.redact_base()
         self.prune_expired()
         self.supersede_by_key()
         self.merge_duplicates()
@@ -428,13 +436,28 @@ class _Run:
         self.mine_workflows()
         self.mine_preferences()
         self.prune_stale()
-        return CurationResult(changes=finalize(self.changes, self.inp.dream_id), notes=sorted(self.notes))
+        changes, notes = safety.sanitize_changes(self.changes)
+        return CurationResult(changes=finalize(changes, self.inp.dream_id), notes=sorted(self.notes + notes))
 
     def live(self) -> list[Memory]:
         return [m for m in self.base if m.memory_id not in self.removed and m.memory_id not in self.ignored]
 
     # -- housekeeping --
+    def redact_base(self) -> None:
+        """A stored memory that holds a secret (written by hand, or before redaction existed) is updated
+        to its redacted content: a version a dream writes never carries a secret."""
+        for m in self.live():
+            text, kinds = redact(m.content)
+            if kinds:
+                self.changes.append(Change(
+                    op="update", memory_id=m.memory_id, path=m.path, kind=m.kind, key=m.key, before=m.content,
+                    after=text, reason=f"a secret was redacted ({', '.join(kinds)})",
+                    evidence=self._mem_evidence(m), support=m.support, confidence=m.confidence, taint=m.taint,
+                ))
+
     def prune_expired(self) -> None:
+        if not self.inp.age_out:
+            return
         for m in self.live():
             if m.valid_until is not None and m.valid_until < self.now and not m.pinned:
                 self.removed.add(m.memory_id)
@@ -508,7 +531,7 @@ class _Run:
         ))
 
     def prune_stale(self) -> None:
-        if self.policy.stale_after_days <= 0:
+        if self.policy.stale_after_days <= 0 or not self.inp.age_out:
             return
         cutoff = self.now - timedelta(days=self.policy.stale_after_days)
         for m in self.live():
@@ -559,6 +582,15 @@ class _Run:
         if not self._focused(content, key or "", path):
             self.notes.append(f"{path}: outside the focus terms; not proposed")
             return
+        bad = safety.dangerous(content)
+        if bad:
+            self.notes.append(f"{path}: the mined text reads as {', '.join(sorted(bad))} (docs/curation.md, "
+                              f"Poisoning); not proposed")
+            return
+        secrets = safety.secret_kinds(content)
+        if secrets:  # a memory never carries a secret; one built around a secret is better not written
+            self.notes.append(f"{path}: the mined text holds a secret ({', '.join(secrets)}); not proposed")
+            return
         existing = existing or self._existing(key, path, content)
         evidence = _cap(evidence, self.policy.max_evidence)
         if existing is None:
@@ -589,6 +621,7 @@ class _Run:
     def mine_mistakes(self) -> None:
         by_sig: dict[str, list[dict]] = defaultdict(list)
         injected: set[str] = set()
+        unsafe_fix: set[str] = set()
         for e in self.inp.signals.errors:
             if e.get("session_id") not in self.input_sessions or not e.get("signature"):
                 continue
@@ -598,9 +631,32 @@ class _Run:
                 injected.add(e["session_id"])
                 continue
             by_sig[e["signature"]].append(e)
+
+        def enough(rows: list[dict]) -> bool:
+            return len({r["session_id"] for r in rows}) >= self.policy.min_sessions
+
+        # dreaming.safety reads only the errors that could become a memory (their signature recurs): an
+        # error whose text, or the call that failed, is an injection or a fetch-and-run / destructive
+        # command is not mined; such a workaround is not stated as a fix
+        for sig in [s for s in by_sig if enough(by_sig[s])]:
+            rows = []
+            for e in by_sig[sig]:
+                if safety.dangerous(e.get("text")) or safety.dangerous(e.get("failed_command")):
+                    injected.add(e["session_id"])
+                    continue
+                if e.get("workaround_event_id") and (safety.dangerous(e.get("workaround_command"))
+                                                     or safety.dangerous(e.get("workaround_input"))):
+                    unsafe_fix.add(e["session_id"])
+                    e = {**e, **dict.fromkeys(_WORKAROUND_FIELDS)}
+                rows.append(e)
+            by_sig[sig] = rows
         if injected:
-            self.notes.append(f"errors whose text carries instructions aimed at the assistant (prompt injection) "
-                              f"were not mined ({len(injected)} sessions)")
+            self.notes.append(f"errors whose text carries instructions aimed at the assistant (prompt injection), or a "
+                              f"command that fetches and runs code or destroys data, were not mined "
+                              f"({len(injected)} sessions)")
+        if unsafe_fix:
+            self.notes.append(f"workarounds that fetch and run code or destroy data were not stated as fixes "
+                              f"({len(unsafe_fix)} sessions)")
         found = []
         for sig in sorted(by_sig):
             rows = sorted(by_sig[sig], key=lambda r: (r["ts"], r["session_id"], r["event_id"]))
@@ -646,6 +702,9 @@ class _Run:
             content = f"{what} '{_clean(msg)}' (seen in {n} sessions); no workaround recurred yet."
             conf = _confidence(n, 0.8)
         taint = _worst(*(r.get("taint") for r in rows))
+        if any(r["session_id"] in self.fetched_at and r.get("workaround_ts") is not None
+               and r["workaround_ts"] >= self.fetched_at[r["session_id"]] for r in rows):
+            taint = _worst(taint, "untrusted")  # the agent read external content before this workaround
         key = "mistake:" + ids.sha256_text(sig)[:16]
         self._propose(kind="mistake", key=key, path=f"/mistakes/{_slug((failed + ' ' if tool_failed else '') + _PLACEHOLDER.sub(' ', msg))}.md",
                       content=content,
@@ -780,20 +839,29 @@ class _Run:
             content = (f"Workflow that worked in {n} successful sessions"
                        f"{' (agents: ' + ', '.join(ag) + ')' if ag else ''}: {steps}.")
             key = "workflow:" + ids.sha256_text("\x1f".join(t.lower() for t in g))[:16]
+            # an agent that read external content (a page, a download) and then acted: the steps may be
+            # the page's instructions, not the agent's own judgement
+            fetched = any(safety.fetches_external(t) for t in g) or any(
+                sid in self.fetched_at and first_ev[g][sid].get("ts") is not None
+                and first_ev[g][sid]["ts"] >= self.fetched_at[sid] for sid in ss)
             self._propose(kind="workflow", key=key, path=f"/workflows/{_slug(' '.join(g))}.md", content=content,
                           evidence=_sources([first_ev[g][sid] for sid in sorted(ss)]), support=n,
-                          confidence=_confidence(n), taint="trusted",
+                          confidence=_confidence(n), taint="untrusted" if fetched else "trusted",
                           reason=f"tool sequence {' > '.join(g)} shared by {n} successful sessions")
 
     # -- mining: preferences --
     def mine_preferences(self) -> None:
         prefs = [p for p in self.inp.signals.preferences
                  if p.get("session_id") in self.input_sessions and not self._ignored(p.get("text") or "")]
-        injected = {p["session_id"] for p in prefs if p.get("injection")}
+        poisoned = safety.poisoned_sessions(self.inp.signals.user_messages, {p["session_id"] for p in prefs})
+        injected = {p["session_id"] for p in prefs if p.get("injection") or p["session_id"] in poisoned
+                    or safety.dangerous(p.get("text"))}
         if injected:
-            self.notes.append(f"user messages that carry instructions aimed at the assistant (prompt injection) "
-                              f"were not mined as preferences ({len(injected)} sessions)")
-        prefs = _fold_same_message([p for p in prefs if not p.get("injection")])
+            flags = sorted({f for sid in injected for f in poisoned.get(sid, ())} or {safety.INJECTION})
+            self.notes.append(f"user messages that carry instructions aimed at the assistant (prompt injection), or "
+                              f"commands that fetch and run code or destroy data ({', '.join(flags)}), were not mined "
+                              f"as preferences: nothing from those sessions' user messages ({len(injected)} sessions)")
+        prefs = _fold_same_message([p for p in prefs if p["session_id"] not in injected])
         prefs.sort(key=lambda p: (p["ts"], p["session_id"], p["event_id"], p["text"]))
         keyed: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         free: list[dict] = []
