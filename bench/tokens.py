@@ -93,7 +93,7 @@ def measure(name: str, seed: int, work: Path) -> dict:
         sessions = lake.sessions(tenant=scen.tenant)
         sids = sorted(s["session_id"] for s in sessions)
         t0 = time.perf_counter()
-        signals = extract_signals(lake, sids)
+        signals = extract_signals(lake, sids, tenant=scen.tenant)
         t_signals = time.perf_counter() - t0
         raw = lake.con.execute(
             "SELECT coalesce(sum(ceil(length(coalesce(text, tool_input, '')) / 4.0)), 0)::BIGINT,"

@@ -3,6 +3,8 @@
 A dream never edits what it read: the base version is immutable and the candidate is a new
 version of the same store that only becomes the head through promotion (dreaming.promotion).
 Every step is re-runnable: a retried dream with the same id reuses what is already written.
+Writing the output consumes no session: a session counts as dreamt over once a dream that read it
+is promoted (dreaming.promotion), so a dream that never gets there loses nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from dreaming import ids
+from dreaming import ids, leases, rejections
 from dreaming.atomic import write_text_atomic
 from dreaming.catalog import Catalog
+from dreaming.chaos import crash_point
 from dreaming.changeset import apply_changes, counts, finalize, read_changeset, write_changeset
 from dreaming.curators.base import CurationInput, CurationResult
 from dreaming.errors import BadInput, DreamFailure, InvalidState, NotFound
@@ -20,11 +23,27 @@ from dreaming.lake import Lake
 from dreaming.models import Change, Dream, DreamError, Memory, utcnow
 from dreaming.policy import Policy
 from dreaming.report import render_report
+from dreaming.schema import MAX_MEMORIES
 from dreaming.signals import Signals
 from dreaming.stores import Scope, StoreService
 
 CURATORS = ("rules", "claude")
 OUTPUT_BEHAVIORS = ("create_new", "update_existing")
+#: an event dated further than this past the wall clock is not plausible and does not date a dream
+FUTURE_SLACK = timedelta(days=1)
+
+
+def event_clock(sessions: list[dict], wall: datetime) -> datetime | None:
+    """The dream's clock: the latest plausible event time of its sessions (their end, else their start
+    when the end lies more than a day past ``wall``), or None when no session has a plausible time."""
+    limit = wall.astimezone(UTC) + FUTURE_SLACK
+    times = []
+    for s in sessions:
+        for t in (s.get("ended_at"), s.get("started_at")):
+            if t is not None and t.astimezone(UTC) <= limit:
+                times.append(t.astimezone(UTC))
+                break
+    return max(times, default=None)
 
 
 @dataclass
@@ -52,8 +71,9 @@ class DreamInputs:
     base: list[Memory]
     sessions: list[dict]
     signals: Signals
-    now: datetime
+    now: datetime  # the dream's clock (event_clock), else its creation time for timestamps only
     notes: list[str] = field(default_factory=list)
+    age_out: bool = True  # False without a plausible event time: nothing is pruned by age
 
 
 class DreamService:
@@ -76,16 +96,24 @@ class DreamService:
         require_approval: bool = False,
         dream_id: str | None = None,
         flow_run_id: str | None = None,
+        lease: bool = False,
     ) -> Dream:
         """Validate the request, resolve the sessions and record a `pending` dream.
 
         With ``dream_id`` given and already recorded, returns that dream (a retry resumes it).
+        ``lease``: this process is about to run the dream; record its lease (dreaming.leases) with it.
+        A store already at the size limit is refused (``input_memory_store_too_large``): its dream
+        could not write a valid version.
         """
         if dream_id:
             try:
-                return self.catalog.get_dream(dream_id)
+                d = self.catalog.get_dream(dream_id)
             except NotFound:
                 pass
+            else:
+                if lease and d.status in leases.OPEN:
+                    leases.take(self.catalog, d.id)
+                return d
         if curator not in CURATORS:
             raise BadInput(f"unknown curator {curator!r}; choose one of {', '.join(CURATORS)}", field="curator")
         if output_behavior not in OUTPUT_BEHAVIORS:
@@ -110,6 +138,7 @@ class DreamService:
         store = self.catalog.get_store(store_ref)
         if store["archived_at"] is not None:
             raise InvalidState(f"store {store['name']} is archived")
+        self._check_room(store)
         session_ids = self.select_sessions(store, selection or Selection(all_new=True))
         dream = Dream(
             id=dream_id or ids.new_id(ids.DREAM),
@@ -126,8 +155,26 @@ class DreamService:
             flow_run_id=flow_run_id,
             require_approval=require_approval,
         )
-        self.catalog.insert_dream(dream)
+        with self.catalog.tx() as conn:
+            self.catalog.insert_dream(dream, conn)
+            if lease:
+                leases.take(self.catalog, dream.id, conn)
+        crash_point("create.after_insert")
         return dream
+
+    def _check_room(self, store: dict) -> None:
+        """Refuse a dream of a store at (or over) MAX_MEMORIES before any work: it cannot add a memory,
+        and curating that many would take minutes before the version write failed."""
+        if store["head_version"] is None:
+            return
+        n = self.catalog.get_version(store["id"], store["head_version"])["memory_count"] or 0
+        if n >= MAX_MEMORIES:
+            raise BadInput(
+                f"input_memory_store_too_large: store {store['name']} holds {n} memories at v{store['head_version']}; "
+                f"a store holds at most {MAX_MEMORIES}, so a dream could not write a valid version. Prune or "
+                "split the store first (e.g. export it, remove files, `dreams store create` from the folder)",
+                field="store",
+            )
 
     def select_sessions(self, store: dict, sel: Selection) -> list[str]:
         """Session ids for a dream of ``store``. Explicit ids are checked later, in read()."""
@@ -145,9 +192,19 @@ class DreamService:
             rows = lake.sessions(tenant=scope.tenant, agent=scope.agent, since=sel.since, until=sel.until)
         chosen = [r["session_id"] for r in rows]
         if sel.all_new:
-            done = self.catalog.dreamt_session_ids(store["id"])
+            done = self.catalog.dreamt_session_ids(store["id"]) | self.sessions_in_review(store["id"])
             chosen = [s for s in chosen if s not in done]
         return chosen[:cap]  # oldest first; the rest wait for the next dream
+
+    def sessions_in_review(self, store_id: str) -> set[str]:
+        """Sessions of the store's dreams that wait for a person: not dreamt over yet (only promotion
+        consumes a session), but a new ``--all`` dream leaves them to that decision rather than
+        proposing the same changes again. Approval consumes them; rejection frees them."""
+        held: set[str] = set()
+        for d in self.catalog.list_dreams(store_id=store_id, statuses=["completed"], include_archived=True):
+            if d.promotion.state == "awaiting_approval":
+                held.update(d.session_ids)
+        return held
 
     # --- read ---------------------------------------------------------------------------------
 
@@ -157,6 +214,7 @@ class DreamService:
         if dream.status == "pending":
             dream = self.catalog.transition(dream_id, "running")
         self._check_live(dream)
+        crash_point("read.running")
         store = self.catalog.get_store(dream.store_id)
         base_version = dream.base_version or store["head_version"]
         if dream.base_version is None:
@@ -164,23 +222,25 @@ class DreamService:
         base = self.stores.read_version(store["id"], base_version)
         scope = Scope.parse(store["scope"])
         with Lake(self.settings) as lake:
-            sessions = lake.sessions(session_ids=dream.session_ids) if dream.session_ids else []
+            # keyed by (tenant, session id): another tenant's session with the same id is not there
+            sessions = lake.sessions(tenant=scope.tenant, session_ids=dream.session_ids) if dream.session_ids else []
             found = {s["session_id"]: s for s in sessions}
             for sid in dream.session_ids:
                 s = found.get(sid)
                 if s is None:
-                    raise DreamFailure("input_session_unavailable", f"session {sid} is not in the lake")
-                if s["tenant"] != scope.tenant or (scope.agent and s["agent_id"] != scope.agent):
+                    raise DreamFailure("input_session_unavailable",
+                                       f"session {sid} is not in the lake, or outside the store's scope {scope}")
+                if scope.agent and s["agent_id"] != scope.agent:
                     raise DreamFailure(
                         "input_session_unavailable",
-                        f"session {sid} belongs to {s['tenant']}/{s['agent_id']}, outside the store's scope {scope}",
+                        f"session {sid} belongs to agent {s['agent_id']}, outside the store's scope {scope}",
                     )
             from dreaming.signals import extract_signals
 
-            signals = extract_signals(lake.con, dream.session_ids, policy or Policy())
-        now = max((s["ended_at"] for s in sessions), default=None) or dream.created_at
+            signals = extract_signals(lake.con, dream.session_ids, policy or Policy(), tenant=scope.tenant)
+        clock = event_clock(sessions, dream.created_at)
         return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
-                           now=now.astimezone(UTC))
+                           now=(clock or dream.created_at).astimezone(UTC), age_out=clock is not None)
 
     # --- curate -------------------------------------------------------------------------------
 
@@ -202,9 +262,17 @@ class DreamService:
                 policy=policy or Policy(),
                 now=inputs.now,
                 model=dream.model.get("id") if dream.curator == "claude" else None,
+                age_out=inputs.age_out,
             )
         )
         result.changes = finalize(result.changes, dream.id)
+        # a person rejected some of these before, on the same evidence: do not ask again
+        result.changes, dropped = rejections.drop_rejected(result.changes,
+                                                           rejections.rejected(self.catalog, dream.store_id))
+        result.notes = [*result.notes, *dropped]
+        if not inputs.age_out:
+            result.notes.append("no session with a plausible event time: nothing pruned by age (expired, stale)")
+        crash_point("curate.done")
         if result.usage.total:
             self.catalog.update_dream(dream.id, lambda d: d.usage.add(result.usage))
         return result
@@ -220,12 +288,18 @@ class DreamService:
         changes = result.changes
         if dream.candidate_version is None or not changeset_path.exists():
             candidate = apply_changes(inputs.base, changes, now=inputs.now)
+            if len(candidate) > MAX_MEMORIES:
+                raise DreamFailure("input_memory_store_too_large",
+                                   f"the candidate would hold {len(candidate)} memories; a store holds at most "
+                                   f"{MAX_MEMORIES}. Prune or split the store first")
             c = counts(changes)
             message = f"dream {dream.id}: " + " ".join(f"{op} {n}" for op, n in c.items() if n and op != "keep")
             version = self.stores.write_version(
                 dream.store_id, candidate, dream.base_version, {"type": "dream", "id": dream.id}, message
             )
+            crash_point("output.version_written")
             write_changeset(changes, changeset_path, self.settings.staging_dir)
+            crash_point("output.changeset_written")
             dream = self.catalog.update_dream(dream.id, lambda d: _set(d, candidate_version=version, counts=c))
         else:
             changes = read_changeset(changeset_path)
@@ -238,11 +312,12 @@ class DreamService:
             d.ended_at = utcnow()
             d.outputs = [{"type": "memory_store", "memory_store_id": d.store_id, "version": d.candidate_version}]
 
-        with self.catalog.tx() as conn:
+        with self.catalog.tx() as conn:  # the sessions count as dreamt over only once promoted
             d = self.catalog.get_dream(dream.id, conn)
             complete(d)
             self.catalog.save_dream(conn, d)
-            self.catalog.mark_dreamt(conn, d.store_id, d.session_ids, d.id)
+            leases.drop(self.catalog, d.id, conn)  # completed: not running any more
+        crash_point("output.completed")
         return d
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -252,7 +327,9 @@ class DreamService:
         d = self.catalog.get_dream(dream_id)
         if d.terminal:
             return d
-        return self.catalog.transition(dream_id, "failed", error=DreamError(type=type, message=message[:2000]))
+        d = self.catalog.transition(dream_id, "failed", error=DreamError(type=type, message=message[:2000]))
+        leases.drop(self.catalog, dream_id)
+        return d
 
     def cancel(self, dream_id: str) -> Dream:
         """Cancel a pending or running dream (idempotent on a canceled one; 400-like on others)."""
@@ -261,7 +338,9 @@ class DreamService:
             return d
         if d.status in ("completed", "failed"):
             raise InvalidState(f"dream {dream_id} is {d.status}; only pending or running dreams can be canceled")
-        return self.catalog.transition(dream_id, "canceled")
+        d = self.catalog.transition(dream_id, "canceled")
+        leases.drop(self.catalog, dream_id)
+        return d
 
     def archive(self, dream_id: str) -> Dream:
         """Archive a terminal dream (idempotent); pending/running ones must be canceled first."""

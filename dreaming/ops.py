@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from dreaming import ids
+from dreaming import ids, leases
 from dreaming.catalog import Catalog
-from dreaming.errors import BadInput, InvalidState, NotFound
+from dreaming.dreams import DreamService
+from dreaming.errors import BadInput, NotFound
 from dreaming.lake import Lake
 from dreaming.models import Dream, DreamError, utcnow
 from dreaming.stores import Scope
@@ -179,7 +180,7 @@ def select_fleet_stores(
             sc = Scope.parse(s["scope"])
             mine = {r["session_id"] for r in rows
                     if r["tenant"] == sc.tenant and (sc.agent is None or r["agent_id"] == sc.agent)}
-            if mine - catalog.dreamt_session_ids(s["id"]):
+            if mine - catalog.dreamt_session_ids(s["id"]) - DreamService(catalog).sessions_in_review(s["id"]):
                 fresh.append(s)
         chosen = fresh
     return chosen
@@ -214,20 +215,29 @@ def reap_stale_dreams(
 ) -> list[Dream]:
     """Mark failed (error type ``crashed``) the dreams of a store left open by a run that died.
 
-    A ``pending``/``running`` dream is stale when its flow run is final (``run_state`` returns one
-    of FINAL_RUN_STATES) or unknown to the orchestrator (``run_state`` returns None), or when it has
-    no flow run at all and is older than ``grace``. A run that is still alive (running, paused,
-    scheduled…) is left alone, and so is every dream when ``run_state`` raises (the orchestrator
-    cannot be asked; better to leave a record open than to fail a live one). Returns the dreams
-    it marked.
+    The lease decides first (dreaming.leases): a ``pending``/``running`` dream whose lease has not
+    expired is alive; one whose lease expired lost its process and is reaped whatever the
+    orchestrator says (a killed run can stay RUNNING forever in a temporary Prefect server's
+    database, or the server may be gone). Without a lease row (dreams recorded before leases, or
+    by code that does not hold one) the orchestrator decides: a dream is stale when its flow run
+    is final (``run_state`` returns one of FINAL_RUN_STATES) or unknown (``run_state`` returns
+    None), or when it has no flow run at all and is older than ``grace``; a run still alive
+    (running, paused, scheduled…) is left alone, and so is every such dream when ``run_state``
+    raises (better to leave a record open than to fail a live one). Returns the dreams it marked.
     """
     now = now or utcnow()
     skip = set(exclude)
     reaped = []
-    for d in catalog.list_dreams(store_id=store_id, statuses=["pending", "running"], include_archived=True):
+    for d in catalog.list_dreams(store_id=store_id, statuses=list(leases.OPEN), include_archived=True):
         if d.id in skip:
             continue
-        if d.flow_run_id is None:
+        lease = leases.get_lease(catalog, d.id)
+        if lease is not None:
+            if not leases.expired(lease, now):
+                continue
+            why = (f"its lease (held by {lease['owner']}) expired at {lease['expires_at'].isoformat()} "
+                   "without renewal: its process is gone")
+        elif d.flow_run_id is None:
             if now - d.created_at < grace:
                 continue
             why = f"no flow run picked it up within {int(grace.total_seconds())} s"
@@ -240,9 +250,25 @@ def reap_stale_dreams(
                 continue
             why = (f"its flow run {d.flow_run_id} is unknown to the orchestrator" if state is None
                    else f"its flow run {d.flow_run_id} ended {state.upper()} while the dream was {d.status}")
-        try:
-            reaped.append(catalog.transition(d.id, "failed", error=DreamError(
-                type="crashed", message=f"the run was killed or lost: {why}")))
-        except InvalidState:  # it finished meanwhile
-            continue
+        r = _reap(catalog, d.id, f"the run was killed or lost: {why}", lease is not None, now)
+        if r is not None:
+            reaped.append(r)
     return reaped
+
+
+def _reap(catalog: Catalog, dream_id: str, message: str, by_lease: bool, now: datetime) -> Dream | None:
+    """Fail the dream (``crashed``) and drop its lease in one transaction, unless it finished or (when
+    reaped for its lease) its lease was renewed meanwhile."""
+    with catalog.tx() as conn:
+        d = catalog.get_dream(dream_id, conn)
+        if d.status not in leases.OPEN:
+            return None
+        if by_lease:
+            lease = leases.get_lease(catalog, dream_id, conn)
+            if lease is not None and not leases.expired(lease, now):
+                return None
+        d.status, d.ended_at = "failed", utcnow()
+        d.error = DreamError(type="crashed", message=message)
+        catalog.save_dream(conn, d)
+        leases.drop(catalog, dream_id, conn)
+    return d

@@ -1,4 +1,4 @@
-"""Review and promotion: approve, reject, promote (compare-and-swap), rollback, history.
+"""Review and promotion: approve, reject, promote (compare-and-swap). History and rollback: dreaming.history.
 
 Promotion moves a store's head inside ONE catalog transaction (``Catalog.tx`` + ``cas_head``), after
 every file it needs is already in place, so a crash at any point leaves the head on a complete
@@ -8,6 +8,14 @@ version or where it was:
   since the dream read it, the promotion ends ``conflict`` and nothing else changes.
 - ``create_new``: a new store forked from the input (``forked_from`` lineage) whose version 1 is the
   candidate content; the input store is untouched.
+
+The same transaction marks the dream's sessions as dreamt over — for the store whose lineage now
+holds what the dream learnt: the dream's own store (``update_existing``), or the fork
+(``create_new``; the fork also inherits the input store's watermark up to the base version, and the
+input store, which did not change, keeps those sessions as new). A dream that is never promoted
+(killed, conflict, gate failure, rejection) consumes nothing. Changes a person rejects (all of them,
+or those left out of a partial acceptance) are fingerprinted in the decision's transaction
+(dreaming.rejections) so that later dreams, which read those sessions again, do not re-propose them.
 
 Partial acceptance builds a new candidate from the base plus only the accepted changes, gates it
 again (mode ``review``), writes it as a new version and promotes that. Decisions are written to a
@@ -23,11 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import sqlalchemy as sa
 
-from dreaming import ids
+from dreaming import ids, rejections
 from dreaming.atomic import write_parquet_atomic
 from dreaming.catalog import Catalog, store_versions
+from dreaming.chaos import crash_point
 from dreaming.catalog import stores as stores_table
 from dreaming.changeset import apply_changes, read_changeset, write_changeset
 from dreaming.errors import BadInput, Conflict, InvalidState, NotFound
@@ -156,11 +165,13 @@ def promote(
             if changes:
                 _write_reviewed(catalog, d, changes, None)
 
+    left_out = [c for c in changes if c.change_id not in set(accepted_change_ids)] if accepted_change_ids else []
+    crash_point("promote.before_commit")
     if behavior == "update_existing":
-        return _commit_update(catalog, d.id, version, decided_by, reason, accepted_change_ids, gate)
+        return _commit_update(catalog, d.id, version, decided_by, reason, accepted_change_ids, gate, left_out)
     if memories is None:
         memories = svc.read_version(d.store_id, d.candidate_version)
-    return _commit_fork(catalog, d.id, memories, decided_by, reason, accepted_change_ids, gate)
+    return _commit_fork(catalog, d.id, memories, decided_by, reason, accepted_change_ids, gate, left_out)
 
 
 def _finish(catalog: Catalog, dream_id: str, state: str, decided_by: str, *, reason=None, accepted=None,
@@ -185,8 +196,9 @@ def _set_decision(d: Dream, state: str, decided_by: str, reason, accepted, gate)
         p.gate = gate
 
 
-def _commit_update(catalog, dream_id, version, decided_by, reason, accepted, gate) -> Dream:
-    """CAS the dream's store head base → version and record the decision, in one transaction."""
+def _commit_update(catalog, dream_id, version, decided_by, reason, accepted, gate, left_out) -> Dream:
+    """CAS the dream's store head base → version, mark the dream's sessions dreamt over, remember the
+    changes left out of a partial acceptance and record the decision: one transaction."""
     with catalog.tx() as conn:
         d = catalog.get_dream(dream_id, conn)
         if d.promotion.state == "promoted":  # somebody promoted this very dream meanwhile
@@ -201,12 +213,17 @@ def _commit_update(catalog, dream_id, version, decided_by, reason, accepted, gat
             d.promotion.target_store_id = d.store_id
             d.promotion.promoted_version = version
             d.outputs = [{"type": "memory_store", "memory_store_id": d.store_id}]
+            catalog.mark_dreamt(conn, d.store_id, d.session_ids, d.id)
+            rejections.record(conn, d.store_id, left_out, decided_by)
         catalog.save_dream(conn, d)
+        crash_point("promote.in_commit")
     return d
 
 
-def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate) -> Dream:
-    """Write the new store's v1 file, then insert store + version + decision in one transaction."""
+def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate, left_out) -> Dream:
+    """Write the new store's v1 file, then insert store + version + watermark + decision in one
+    transaction. The fork continues the lineage: it gets the input store's watermark up to the base
+    version plus this dream's sessions; the input store's watermark does not move."""
     settings = catalog.settings
     d = catalog.get_dream(dream_id)
     src = catalog.get_store(d.store_id)
@@ -216,6 +233,7 @@ def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate
     final = settings.home / rel
     ordered = sorted(memories, key=lambda m: (m.path, m.memory_id))
     write_parquet_atomic(memories_to_table(ordered), final, settings.staging_dir)
+    crash_point("promote.fork_file_written")
     sha = ids.sha256_file(final)
     now = utcnow()
     name = f"{src['name']}-{d.id[-8:].lower()}"
@@ -248,12 +266,41 @@ def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate
             )
         )
         catalog.cas_head(conn, new_id, None, 1)
+        for did, sids in _inherited_watermark(catalog, conn, src["id"], d.base_version).items():
+            catalog.mark_dreamt(conn, new_id, sids, did)
+        catalog.mark_dreamt(conn, new_id, d.session_ids, d.id)
+        rejections.record(conn, d.store_id, left_out, decided_by)
+        rejections.record(conn, new_id, left_out, decided_by)
         _set_decision(d, "promoted", decided_by, reason, accepted, gate)
         d.promotion.target_store_id = new_id
         d.promotion.promoted_version = 1
         d.outputs = [{"type": "memory_store", "memory_store_id": new_id}]
         catalog.save_dream(conn, d)
+        crash_point("promote.in_commit")
     return d
+
+
+def _inherited_watermark(catalog: Catalog, conn, store_id: str, base_version: int | None) -> dict[str, list[str]]:
+    """The sessions of ``store_id``'s watermark that its version ``base_version`` holds: all of them but
+    those of dreams promoted into it at a version outside ``base_version``'s ancestry."""
+    rows = conn.execute(sa.select(store_versions.c.version, store_versions.c.parent_version)
+                        .where(store_versions.c.store_id == store_id)).all()
+    parent = {v: p for v, p in rows}
+    ancestry, cur = set(), base_version
+    while cur is not None and cur not in ancestry:
+        ancestry.add(cur)
+        cur = parent.get(cur)
+    out: dict[str, list[str]] = {}
+    for sid, did in catalog.dreamt_rows(conn, store_id):
+        out.setdefault(did, []).append(sid)
+    for did in list(out):
+        try:
+            p = catalog.get_dream(did, conn).promotion
+        except NotFound:
+            continue
+        if p.target_store_id == store_id and p.promoted_version not in ancestry:
+            del out[did]
+    return out
 
 
 def reject(catalog: Catalog, dream_id: str, decided_by: str, reason: str | None) -> Dream:
@@ -265,14 +312,16 @@ def reject(catalog: Catalog, dream_id: str, decided_by: str, reason: str | None)
     changes = _load_changes(catalog, d)
     if changes:
         _write_reviewed(catalog, d, changes, set())
-
-    def mutate(cur: Dream) -> None:
+    crash_point("reject.before_commit")
+    with catalog.tx() as conn:  # the decision and the fingerprints of what was rejected, together
+        cur = catalog.get_dream(dream_id, conn)
         if cur.promotion.state == "rejected":
-            return
+            return cur
         _check_promotable(cur, "reject")
         _set_decision(cur, "rejected", decided_by, reason or "", None, None)
-
-    return catalog.update_dream(dream_id, mutate)
+        rejections.record(conn, cur.store_id, changes, decided_by)
+        catalog.save_dream(conn, cur)
+    return cur
 
 
 def request_approval(catalog: Catalog, dream_id: str) -> Dream:
@@ -335,102 +384,3 @@ def review(
         return ReviewOutcome(d.promotion.state, d)
     d = reject(catalog, dream_id, decided_by, note)
     return ReviewOutcome("rejected", d)
-
-
-# --- rollback and history -------------------------------------------------------------------------
-
-
-def rollback(catalog: Catalog, store_ref: str, to_version: int, actor: str) -> int:
-    """A new head version whose content is ``to_version``'s; nothing is deleted. Returns it."""
-    store = catalog.get_store(store_ref)
-    svc = StoreService(catalog)
-    try:
-        memories = svc.read_version(store["id"], to_version)
-    except NotFound:
-        raise NotFound(f"store {store['name']} has no version {to_version} (see `dreams store history "
-                       f"{store['name']}`)") from None
-    head = store["head_version"]
-    version = svc.write_version(store["id"], memories, head, {"type": "user", "id": actor},
-                                f"rollback to v{to_version}")
-    with catalog.tx() as conn:
-        catalog.cas_head(conn, store["id"], head, version)
-    return version
-
-
-def head_lineage(catalog: Catalog, store_id: str, versions: list[dict] | None = None) -> list[int]:
-    """Version numbers from v1 (or the first) to the head, following parent links."""
-    versions = versions if versions is not None else catalog.list_versions(store_id)
-    by_v = {v["version"]: v for v in versions}
-    out = []
-    cur = catalog.get_store(store_id)["head_version"]
-    while cur is not None and cur in by_v and cur not in out:
-        out.append(cur)
-        cur = by_v[cur]["parent_version"]
-    return list(reversed(out))
-
-
-def store_history(catalog: Catalog, store_ref: str) -> list[dict]:
-    """Every ready version of a store, oldest first, with actor, message and whether it was (or is)
-    on the head's line (unpromoted candidates are not)."""
-    store = catalog.get_store(store_ref)
-    versions = catalog.list_versions(store["id"])
-    line = set(head_lineage(catalog, store["id"], versions))
-    return [
-        {
-            "store_id": store["id"],
-            "version": v["version"],
-            "parent_version": v["parent_version"],
-            "created_by": v["created_by"],
-            "message": v["message"],
-            "created_at": v["created_at"],
-            "memory_count": v["memory_count"],
-            "file_sha256": v["file_sha256"],
-            "is_head": v["version"] == store["head_version"],
-            "on_head_line": v["version"] in line,
-        }
-        for v in versions
-    ]
-
-
-def memory_history(catalog: Catalog, store_ref: str, memory_id_or_path: str) -> list[dict]:
-    """A memory's life along the head's line: created / modified / deleted per version.
-
-    Given a path, follows every memory id that ever held that path.
-    """
-    store = catalog.get_store(store_ref)
-    versions = {v["version"]: v for v in catalog.list_versions(store["id"])}
-    line = head_lineage(catalog, store["id"], list(versions.values()))
-    snapshots: list[tuple[int, dict[str, dict]]] = []
-    for v in line:
-        t = pq.read_table(catalog.settings.home / versions[v]["path"],
-                          columns=["memory_id", "path", "content_sha256"])
-        snapshots.append((v, {r["memory_id"]: r for r in t.to_pylist()}))
-    if memory_id_or_path.startswith("/"):
-        wanted = {mid for _, snap in snapshots for mid, r in snap.items() if r["path"] == memory_id_or_path}
-    else:
-        wanted = {memory_id_or_path}
-    if not any(mid in snap for _, snap in snapshots for mid in wanted):
-        raise NotFound(f"store {store['name']} has no memory {memory_id_or_path!r} in any version on its head line")
-    out = []
-    prev: dict[str, dict] = {}
-    for v, snap in snapshots:
-        for mid in sorted(wanted):
-            before, now = prev.get(mid), snap.get(mid)
-            event = None
-            if now and not before:
-                event = "created"
-            elif before and not now:
-                event = "deleted"
-            elif now and before and (now["content_sha256"] != before["content_sha256"] or now["path"] != before["path"]):
-                event = "modified"
-            if event:
-                row = now or before
-                meta = versions[v]
-                out.append({
-                    "version": v, "event": event, "memory_id": mid, "path": row["path"],
-                    "content_sha256": now["content_sha256"] if now else None,
-                    "previous_path": before["path"] if before and now and before["path"] != now["path"] else None,
-                    "created_by": meta["created_by"], "message": meta["message"], "created_at": meta["created_at"],
-                })
-        prev = snap
-    return out

@@ -1,9 +1,11 @@
 """Signals: what both curators read, extracted with DuckDB SQL over the selected sessions.
 
-``extract_signals(con, session_ids, policy) -> Signals`` where ``con`` is a DuckDB connection on
-which :class:`dreaming.lake.Lake` defined the ``events`` and ``sessions`` views (a ``Lake`` itself
-is accepted too). Each field is a list of plain dicts (documented below) so that a curator, a
-digest for Claude, or a test can read them directly.
+``extract_signals(con, session_ids, policy, tenant=T) -> Signals`` where ``con`` is a DuckDB
+connection on which :class:`dreaming.lake.Lake` defined the ``events`` and ``sessions`` views (a
+``Lake`` itself is accepted too). Sessions are selected by (tenant, session id): two tenants may
+use the same session ids, and one tenant's dream never reads another's events. Each field is a
+list of plain dicts (documented below) so that a curator, a digest for Claude, or a test can read
+them directly.
 
 All per-event work (error detection, signature masking, the workaround that followed an error,
 preference statements, tool sequences, outcomes) is SQL; Python only post-processes the small
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from dreaming.errors import BadInput
 from dreaming.policy import Policy
 
 
@@ -46,6 +49,9 @@ class Signals:
     # one row per event that carries tainted content (tool output / fetched pages): session_id,
     # event_id, taint
     tainted_events: list[dict] = field(default_factory=list)
+    # one row per user message: session_id, event_id, ts, seq, text (at most 4,000 characters); what
+    # dreaming.safety reads to flag injections, also one split across two messages
+    user_messages: list[dict] = field(default_factory=list)
 
     def taint_of(self, session_id: str, event_id: str | None) -> str | None:
         """The taint of one event ('tool_output'), or None when the event is not tainted."""
@@ -179,7 +185,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, sel: str, ev: str) -> None:
                    e.type IN {_sql_list(USE_TYPES)} AS is_use,
                    (e.type IN {_sql_list(RESULT_TYPES)} OR (e.role = 'tool' AND e.type NOT IN {_sql_list(USE_TYPES)}))
                        AS is_result
-            FROM events e SEMI JOIN {sel} s ON e.session_id = s.session_id
+            FROM events e SEMI JOIN {sel} s ON e.tenant = s.tenant AND e.session_id = s.session_id
         ), cmd AS (
             SELECT *, CASE WHEN is_use THEN {_command_sql('tool_input')} END AS command FROM base
         ), spelling AS (  -- the most used spelling of each tool name, compared case-insensitively
@@ -202,14 +208,36 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
     return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
-def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -> Signals:
-    """Signals of ``session_ids`` (unknown ids are simply absent from the result)."""
+def _selection(con: duckdb.DuckDBPyConnection, session_ids: list[str], tenant: str | None) -> pa.Table:
+    """The (tenant, session_id) pairs to read. Without a tenant, each id must belong to one tenant."""
+    ids_ = sorted(set(session_ids))
+    if tenant is not None:
+        return pa.table({"tenant": pa.array([tenant] * len(ids_), pa.string()), "session_id": pa.array(ids_, pa.string())})
+    rows = con.execute(
+        "SELECT DISTINCT tenant, session_id FROM sessions WHERE list_contains(?, session_id) ORDER BY ALL", [ids_]
+    ).fetchall()
+    owners: dict[str, list[str]] = {}
+    for t, sid in rows:
+        owners.setdefault(sid, []).append(t)
+    shared = sorted(sid for sid, ts in owners.items() if len(ts) > 1)
+    if shared:
+        raise BadInput(f"session ids {', '.join(shared[:5])} exist in several tenants; name the tenant", field="tenant")
+    return pa.table({"tenant": pa.array([t for t, _ in rows], pa.string()),
+                     "session_id": pa.array([sid for _, sid in rows], pa.string())})
+
+
+def extract_signals(con, session_ids: list[str], policy: Policy | None = None, *, tenant: str | None = None) -> Signals:
+    """Signals of ``tenant``'s sessions ``session_ids`` (unknown ids are simply absent from the result).
+
+    Every dream passes its store's tenant. Without one (tests, notebooks), an id that two tenants
+    use is refused rather than read from both.
+    """
     policy = policy or Policy()
     if hasattr(con, "con") and not isinstance(con, duckdb.DuckDBPyConnection):  # a Lake
         con = con.con
     suffix = uuid.uuid4().hex[:10]
     sel, ev, uses = f"_sig_sel_{suffix}", f"_sig_ev_{suffix}", f"_sig_uses_{suffix}"
-    con.register(sel, pa.table({"session_id": pa.array(sorted(set(session_ids)), pa.string())}))
+    con.register(sel, _selection(con, session_ids, tenant))
     try:
         _prepare(con, sel, ev)
         # every tool call with whether it failed: its result by tool_use_id, else the result right after it
@@ -301,7 +329,7 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
         sessions = _rows(
             con,
             f"""SELECT tenant, agent_id, session_id, started_at, ended_at, events, tool_calls, errors, outcome
-                FROM sessions SEMI JOIN {sel} s USING (session_id) ORDER BY session_id, tenant"""
+                FROM sessions SEMI JOIN {sel} s USING (tenant, session_id) ORDER BY session_id, tenant"""
         )
         tool_sequences = _rows(
             con,
@@ -329,12 +357,16 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None) -
         tainted = _rows(
             con, f"SELECT session_id, event_id, 'tool_output' AS taint FROM {ev} WHERE is_result ORDER BY session_id, seq"
         )
+        user_messages = _rows(
+            con, f"""SELECT session_id, event_id, ts, seq, text FROM {ev}
+                WHERE role = 'user' AND type = 'user.message' AND text IS NOT NULL ORDER BY session_id, seq"""
+        )
     finally:
         for t in (ev, uses):
             con.execute(f"DROP TABLE IF EXISTS {t}")
         con.unregister(sel)
     return Signals(errors=errors, preferences=preferences, tool_sequences=tool_sequences, sessions=sessions,
-                   tainted_events=tainted)
+                   tainted_events=tainted, user_messages=user_messages)
 
 
 # --- preference slots (Python over the few matched sentences) -----------------------------------

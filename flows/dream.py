@@ -8,7 +8,9 @@
                                     ──PROMOTE─▶ compare-and-swap of the store's head
 
 Each step is a thin task over dreaming.dreams / dreaming.gate / dreaming.promotion. A retried
-run resumes the same dream (its id derives from the flow run) and never promotes twice.
+run resumes the same dream (its id derives from the flow run) and never promotes twice. While the
+dream runs (read → output) this process renews its lease in the catalog (dreaming.leases), so a
+dream whose process was killed is reaped even when Prefect still says RUNNING.
 
 The flow is ``async`` only so that Prefect runs it on its async engine, which does not wait for
 the heartbeat thread at the end of a run (the sync engine joins it, ~1 s per dream); the steps
@@ -30,7 +32,7 @@ from prefect.states import Cancelled, Completed, State
 from dreaming import ids
 from dreaming.dreams import DreamCanceled, Selection
 from dreaming.errors import DreamFailure
-from flows.hooks import dream_selection, mark_canceled, mark_crashed, on_error, reap_stale
+from flows.hooks import dream_lease, dream_selection, mark_canceled, mark_crashed, on_error, reap_stale
 from tasks.curate import curate
 from tasks.gate import gate_task
 from tasks.output import write_output
@@ -69,9 +71,10 @@ async def dream(
                   output_behavior=output_behavior, require_approval=require_approval)
         try:
             if d.status != "completed":
-                inputs = read_inputs(d.id)                       # READ
-                result = curate(inputs)                          # CURATE
-                d = write_output(inputs, result)                 # OUTPUT
+                with dream_lease(d.id):                          # renewed while it runs; reaped if we die
+                    inputs = read_inputs(d.id)                   # READ
+                    result = curate(inputs)                      # CURATE
+                    d = write_output(inputs, result)             # OUTPUT
             if d.promotion.state == "promoted":
                 return d.to_api()                                # a resumed run never promotes twice
             gate = gate_task(d.id)                               # GATE

@@ -75,8 +75,17 @@ def prefect_run_state(flow_run_id: str) -> str | None:
     return run.state.type.value if run.state else None
 
 
+def dream_lease(dream_id: str):
+    """Hold the dream's catalog lease while the block runs (a daemon thread renews it)."""
+    from dreaming import leases
+    from dreaming.catalog import Catalog
+
+    return leases.hold(Catalog(), dream_id)
+
+
 def reap_stale(store: str, exclude: list[str] | None = None) -> list[str]:
-    """Before a new dream of ``store`` begins: fail (type ``crashed``) its dreams left open by dead runs."""
+    """Fail (type ``crashed``) ``store``'s dreams left open by dead runs: an expired lease, else a final
+    or unknown flow run (before each dream begins, and `dreams reap`)."""
     from dreaming.catalog import Catalog
     from dreaming.errors import NotFound
     from dreaming.ops import reap_stale_dreams

@@ -14,7 +14,7 @@ from tasks.retry import retry_transient
 def begin(store: str, selection: Selection, dream_id: str | None, flow_run_id: str | None, **options) -> Dream:
     """Create the dream record (pending), or return the existing one when a run resumes it."""
     svc = DreamService()
-    d = svc.create(store, selection, dream_id=dream_id, flow_run_id=flow_run_id, **options)
+    d = svc.create(store, selection, dream_id=dream_id, flow_run_id=flow_run_id, lease=True, **options)
     if flow_run_id and d.flow_run_id != flow_run_id:
         d = svc.catalog.update_dream(d.id, lambda x: setattr(x, "flow_run_id", flow_run_id))
     get_run_logger().info("dream %s over %d sessions of store %s (%s)", d.id, len(d.session_ids), store, d.status)

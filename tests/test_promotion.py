@@ -326,7 +326,8 @@ def test_approving_a_running_dream_is_invalid_state(catalog):
 
 
 def test_rollback_restores_exact_content_and_deletes_nothing(catalog):
-    from dreaming.promotion import memory_history, promote, rollback, store_history
+    from dreaming.history import memory_history, rollback, store_history
+    from dreaming.promotion import promote
 
     d = make_dream(catalog)
     svc = StoreService(catalog)
@@ -356,7 +357,7 @@ def test_rollback_restores_exact_content_and_deletes_nothing(catalog):
 
 
 def test_store_history_marks_unpromoted_candidates_off_the_head_line(catalog):
-    from dreaming.promotion import store_history
+    from dreaming.history import store_history
 
     d = make_dream(catalog)
     hist = {h["version"]: h for h in store_history(catalog, d.store_id)}

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.markdown import Markdown
 
+from dreaming import leases
 from dreaming.catalog import Catalog
 from dreaming.cli import app
 from dreaming.cli.common import (JsonOpt, console, err_console, fail, parse_since, prefect_defaults, print_json,
@@ -85,10 +86,12 @@ def run(
         check_credentials(Catalog().settings)
     svc = DreamService()
     d = svc.create(store, _selection(session, since, all_), curator=curator, model=model,
-                   instructions=instructions, output_behavior=output_behavior, require_approval=require_approval)
+                   instructions=instructions, output_behavior=output_behavior, require_approval=require_approval,
+                   lease=True)
     if not json_:
         err_console.print(f"dreaming over {len(d.session_ids)} sessions of {store} as {d.id} …")
-    d = run_dream_flow(d)
+    with leases.hold(svc.catalog, d.id):  # from now on: if this process dies, `dreams reap` fails it
+        d = run_dream_flow(d)
     if json_:
         print_json(d.to_api())
     else:

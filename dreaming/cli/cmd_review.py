@@ -15,7 +15,8 @@ import typer
 from dreaming.catalog import Catalog
 from dreaming.cli import app, store_app
 from dreaming.cli.common import JsonOpt, console, err_console, print_json, print_table
-from dreaming.promotion import ReviewOutcome, memory_history, review, rollback, store_history
+from dreaming.history import memory_history, rollback, store_history
+from dreaming.promotion import ReviewOutcome, review
 
 ByOpt = typer.Option(None, "--by", help="Who decides (default: user:<login>).")
 

@@ -22,6 +22,7 @@ class CurationInput:
     policy: Policy
     now: datetime  # the dream's reference time (deterministic; for age-based pruning)
     model: str | None = None
+    age_out: bool = True  # False: no plausible event time dates this dream; prune nothing by age
 
 
 @dataclass
