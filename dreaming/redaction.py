@@ -150,15 +150,34 @@ def screen(text: str) -> bool:
             or _BASIC_RE.search(text) is not None or _ALNUM_RUN.search(text) is not None)
 
 
+def screen_masks(values) -> dict[str, object]:
+    """Per screen family (``FAMILIES``), which values of a pyarrow string array it matches (RE2, one
+    pass per family; nulls are False)."""
+    import pyarrow.compute as pc
+
+    return {f: pc.fill_null(pc.match_substring_regex(values, p), False) for f, p in zip(FAMILIES, screen_patterns(),
+                                                                                       strict=True)}
+
+
 def screen_column(values):
-    """``screen`` over a pyarrow string array at once (RE2, one pass per expression); nulls are False."""
+    """``screen`` over a pyarrow string array at once; nulls are False."""
     import pyarrow.compute as pc
 
     mask = None
-    for pattern in screen_patterns():
-        m = pc.match_substring_regex(values, pattern)
+    for m in screen_masks(values).values():
         mask = m if mask is None else pc.or_(mask, m)
-    return pc.fill_null(mask, False)
+    return mask
+
+
+def flagged(values) -> list[tuple[int, frozenset[str]]]:
+    """The positions of the values the screen flags, each with the families that matched it."""
+    import pyarrow.compute as pc
+
+    out: dict[int, set[str]] = {}
+    for f, m in screen_masks(values).items():
+        for i in pc.indices_nonzero(m).to_pylist():
+            out.setdefault(i, set()).add(f)
+    return [(i, frozenset(out[i])) for i in sorted(out)]
 
 
 def _bounded(text: str, a: int, b: int) -> bool:
@@ -228,17 +247,25 @@ def _merge(hits: list[int], n: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in out]
 
 
-def find_secrets(text: str) -> list[tuple[int, int, str]]:
-    """Spans ``(start, end, kind)`` of the secrets in ``text``, sorted, non-overlapping."""
+FAMILIES = ("token", "named", "basic", "random")
+"""The screen's families, in the order of ``screen_patterns()``."""
+
+
+def find_secrets(text: str, families: frozenset[str] | set[str] | None = None) -> list[tuple[int, int, str]]:
+    """Spans ``(start, end, kind)`` of the secrets in ``text``, sorted, non-overlapping.
+
+    ``families``: the screen families known to match ``text`` (``screen_masks`` tells, per value of a
+    column); the others are not looked for. None: all are looked for."""
     if not text:
         return []
+    fam = FAMILIES if families is None else families
     low = text.lower()
     if len(low) != len(text):  # lower() changed the length (rare letters): positions must match
         low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
-    present = {lit for lit in _literals() if lit in low}
-    named = [m.start() for m in _NAMED_RE.finditer(text)]
-    basic = [m.start() for m in _BASIC_RE.finditer(text)]
-    random_run = _ALNUM_RUN.search(text) is not None
+    present = {lit for lit in _literals() if lit in low} if "token" in fam else set()
+    named = [m.start() for m in _NAMED_RE.finditer(text)] if "named" in fam else []
+    basic = [m.start() for m in _BASIC_RE.finditer(text)] if "basic" in fam else []
+    random_run = "random" in fam and _ALNUM_RUN.search(text) is not None
     if not (present or named or basic or random_run):
         return []
     spans: list[tuple[int, int, str]] = []
@@ -273,11 +300,12 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
     return sorted(spans)
 
 
-def redact(text: str) -> tuple[str, list[str]]:
-    """``text`` with every secret replaced by ``[REDACTED:<kind>]``, and the kinds found (sorted)."""
+def redact(text: str, families: frozenset[str] | set[str] | None = None) -> tuple[str, list[str]]:
+    """``text`` with every secret replaced by ``[REDACTED:<kind>]``, and the kinds found (sorted).
+    ``families`` as for ``find_secrets``."""
     if not text:
         return text, []
-    spans = find_secrets(text)
+    spans = find_secrets(text, families)
     if not spans:
         return text, []
     out, pos = [], 0
@@ -298,17 +326,16 @@ def redact_column(values, kinds: Counter | None = None):
     only the values it flags go through ``redact``. Returns the new array (the same one when nothing
     changed); the kinds found are counted into ``kinds`` (one count per value and kind)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if len(values) == 0 or values.null_count == len(values):
         return values
-    idx = pc.indices_nonzero(screen_column(values)).to_pylist()
-    if not idx:
+    hits = flagged(values)
+    if not hits:
         return values
     out = values.to_pylist()
     changed = False
-    for i in idx:
-        new, found = redact(out[i])
+    for i, fams in hits:
+        new, found = redact(out[i], fams)
         if found:
             out[i] = new
             changed = True
@@ -317,5 +344,5 @@ def redact_column(values, kinds: Counter | None = None):
     return pa.array(out, type=values.type) if changed else values
 
 
-__all__ = ["MARK", "Rule", "entropy", "find_secrets", "has_secret", "redact", "redact_column", "screen",
+__all__ = ["FAMILIES", "MARK", "Rule", "entropy", "flagged", "screen_masks", "find_secrets", "has_secret", "redact", "redact_column", "screen",
            "screen_column", "screen_patterns"]

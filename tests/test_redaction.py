@@ -89,3 +89,15 @@ def test_column_redaction_counts_kinds_and_keeps_clean_values():
     assert kinds == Counter({"aws-access-key": 1})
     clean = pa.array(CLEAN)
     assert redact_column(clean) is clean  # nothing flagged: the same array back
+
+
+def test_flagged_values_carry_the_families_that_matched_and_redaction_agrees():
+    from dreaming.redaction import flagged
+
+    col = pa.array(["plain words", "key AKIAZ7Q3X4M5N6P7R8S9 here", "password = Tr0ub4dor&3", None,
+                    '{"usage": {"prompt_tokens": 12, "completion_tokens": 3}}'])
+    hits = dict(flagged(col))
+    assert set(hits) == {1, 2}  # prompt_tokens is no secret's name before its value
+    assert "token" in hits[1] and "named" in hits[2]
+    for i, fams in hits.items():
+        assert redact(col[i].as_py(), fams) == redact(col[i].as_py())  # the families lose nothing

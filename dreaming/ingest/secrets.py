@@ -16,10 +16,9 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dreaming.ingest.common import dumps, loads
-from dreaming.redaction import find_secrets, redact, screen_column
+from dreaming.redaction import find_secrets, flagged, redact
 
 COLUMNS = ("text", "tool_input", "raw")
 _JSON_COLUMNS = frozenset({"tool_input", "raw"})
@@ -67,13 +66,13 @@ def redact_table(table: pa.Table, keep_originals: bool = False) -> tuple[pa.Tabl
         col = table[name]
         if col.null_count == len(col):
             continue
-        idx = pc.indices_nonzero(screen_column(col)).to_pylist()
-        if not idx:
+        hits = flagged(col)
+        if not hits:
             continue
         changed: dict[int, str] = {}
-        for i in idx:
+        for i, families in hits:
             value = col[i].as_py()
-            new, found = redact(value)
+            new, found = redact(value, families)
             if not found:
                 continue
             changed[i] = _as_json(value, new) if name in _JSON_COLUMNS else new
