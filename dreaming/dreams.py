@@ -177,8 +177,10 @@ class DreamService:
             )
 
     def select_sessions(self, store: dict, sel: Selection) -> list[str]:
-        """Session ids for a dream of ``store``. Explicit ids are checked later, in read()."""
+        """Session ids for a dream of ``store``. Explicit ids must be sessions of the store's scope
+        (NotFound before anything is recorded); read() checks them again, as the lake may change."""
         cap = self.settings.max_sessions_per_dream
+        scope = Scope.parse(store["scope"])
         if sel.session_ids:
             ids_ = sorted(set(sel.session_ids))
             if len(ids_) > cap:
@@ -186,8 +188,14 @@ class DreamService:
                     f"{len(ids_)} sessions given; a dream takes at most {cap} (setting DREAMS_MAX_SESSIONS_PER_DREAM)",
                     field="session",
                 )
+            with Lake(self.settings) as lake:
+                have = {r["session_id"] for r in lake.sessions(tenant=scope.tenant, agent=scope.agent,
+                                                               session_ids=ids_)}
+            missing = [s for s in ids_ if s not in have]
+            if missing:
+                raise NotFound(f"no session {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} in the lake "
+                               f"within the store's scope {scope} (see `dreams sessions --tenant {scope.tenant}`)")
             return ids_
-        scope = Scope.parse(store["scope"])
         with Lake(self.settings) as lake:
             rows = lake.sessions(tenant=scope.tenant, agent=scope.agent, since=sel.since, until=sel.until)
         chosen = [r["session_id"] for r in rows]

@@ -7,12 +7,17 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from dreaming.catalog import Catalog
-from dreaming.errors import NotFound
+from dreaming.errors import InvalidState, NotFound
 from dreaming.stores import StoreService
 
 
 def rollback(catalog: Catalog, store_ref: str, to_version: int, actor: str) -> int:
-    """A new head version whose content is ``to_version``'s; nothing is deleted. Returns it."""
+    """A new head version whose content is ``to_version``'s; nothing is deleted. Returns it.
+
+    Only a version that was the head (one on the head's line) may be the target: an unpromoted
+    candidate never passed review, and rolling "back" to it would promote it behind the gate.
+    ``actor`` is who asks, recorded once (``user:carol`` and ``carol`` are both recorded as
+    ``{"type": "user", "id": "carol"}``)."""
     store = catalog.get_store(store_ref)
     svc = StoreService(catalog)
     try:
@@ -20,8 +25,13 @@ def rollback(catalog: Catalog, store_ref: str, to_version: int, actor: str) -> i
     except NotFound:
         raise NotFound(f"store {store['name']} has no version {to_version} (see `dreams store history "
                        f"{store['name']}`)") from None
+    if to_version not in head_lineage(catalog, store["id"]):
+        raise InvalidState(f"store {store['name']} v{to_version} was never its head (an unpromoted candidate); "
+                           "only versions on the head's line can be rollback targets — promote it through "
+                           "review instead (see `dreams store history`)")
     head = store["head_version"]
-    version = svc.write_version(store["id"], memories, head, {"type": "user", "id": actor},
+    who = actor.removeprefix("user:") or actor
+    version = svc.write_version(store["id"], memories, head, {"type": "user", "id": who},
                                 f"rollback to v{to_version}")
     with catalog.tx() as conn:
         catalog.cas_head(conn, store["id"], head, version)

@@ -38,3 +38,11 @@ def test_bad_usage_exits_2_with_a_message(lake):
     out = _run(lake, "run", "--store", "s", "--since", "7d", "--all")
     assert out.returncode == 2 and "choose one of" in out.stderr
     assert Catalog(lake).list_dreams(include_archived=True) == []
+
+
+def test_a_missing_session_exits_2_before_any_dream_or_flow_run(lake):
+    StoreService(Catalog(lake)).create("s", scope="acme")
+    out = _run(lake, "run", "--store", "s", "--session", "sesn_DOESNOTEXIST")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "sesn_DOESNOTEXIST" in out.stderr and "Traceback" not in out.stderr + out.stdout
+    assert Catalog(lake).list_dreams(include_archived=True) == []  # nothing recorded, nothing retried

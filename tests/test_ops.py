@@ -90,6 +90,7 @@ def test_fleet_selection_by_scope_names_and_new_sessions(lake, catalog):
 
 
 def test_reaper_fails_only_dreams_of_dead_or_unknown_runs(lake, catalog):
+    write_sessions(lake, [{"session_id": "x", "events": [("user", "hi")]}])
     StoreService(catalog).create("s", scope="acme")
     StoreService(catalog).create("t", scope="acme")
     svc = DreamService(catalog)

@@ -364,3 +364,16 @@ def test_store_history_marks_unpromoted_candidates_off_the_head_line(catalog):
     assert hist[d.base_version]["is_head"] and hist[d.base_version]["on_head_line"]
     assert not hist[d.candidate_version]["on_head_line"]
     assert hist[d.candidate_version]["created_by"] == {"type": "dream", "id": d.id}
+
+
+def test_rollback_targets_only_versions_that_were_heads_and_records_the_actor_once(catalog):
+    from dreaming.history import rollback, store_history
+
+    d = make_dream(catalog)  # its candidate was never promoted
+    head = catalog.get_store(d.store_id)["head_version"]
+    with pytest.raises(InvalidState, match="never its head"):
+        rollback(catalog, d.store_id, d.candidate_version, "user:carol")
+    assert catalog.get_store(d.store_id)["head_version"] == head  # nothing written, nothing moved
+    new = rollback(catalog, d.store_id, d.base_version, "user:carol")
+    assert store_history(catalog, d.store_id)[-1]["created_by"] == {"type": "user", "id": "carol"}
+    assert catalog.get_store(d.store_id)["head_version"] == new

@@ -142,3 +142,16 @@ def test_gate_command_reports_and_renders_data_docs(catalog):
 
     assert Path(res["data_docs"]).is_file()
     assert (catalog.settings.dreams_dir / d.id / "gate.json").is_file()
+
+
+def test_diff_prints_the_memory_text_verbatim(catalog, monkeypatch, capsys):
+    from tests.test_promotion import ev
+    from dreaming.models import Change
+
+    text = "When `book` fails with 'total price is <n>, but paid <n>', run it from `__main__` " + "x" * 120
+    d = make_dream(catalog, changes=[Change(op="add", path="/mistakes/price.md", kind="mistake", after=text,
+                                            reason="seen twice", evidence=[ev("sesn_a", 1), ev("sesn_b", 2)],
+                                            support=2)])
+    code, out, err = run_cli(monkeypatch, capsys, "diff", d.id)
+    assert code == 0, err
+    assert text in out  # no markup eaten, no line wrapped

@@ -14,7 +14,7 @@ import pytest
 
 from dreaming.catalog import Catalog
 from dreaming.dreams import DreamService, Selection
-from dreaming.errors import BadInput, DreamFailure
+from dreaming.errors import BadInput, DreamFailure, NotFound
 from dreaming.ingest import ingest_files
 from dreaming.lake import Lake
 from dreaming.promotion import promote
@@ -123,8 +123,13 @@ def test_a_session_only_another_tenant_has_is_unavailable(two_tenants, lake, tmp
     f.write_text("\n".join(json.dumps(e) for e in _events("globex", "sesn_elsewhere_only", 0)) + "\n")
     assert ingest_files([f], cat, tenant="globex", agent="bot").ok
     svc = DreamService(cat)
-    d = svc.create("acme-memory", Selection(session_ids=["sesn_elsewhere_only"]))
-    with pytest.raises(DreamFailure) as e:
+    with pytest.raises(NotFound) as e:  # refused before any dream is recorded
+        svc.create("acme-memory", Selection(session_ids=["sesn_elsewhere_only"]))
+    assert "globex" not in str(e.value)  # the other tenant's name is not revealed
+    assert svc.catalog.list_dreams() == []
+    # and a recorded dream whose session is another tenant's fails at read, the same way
+    d = svc.create("acme-memory", Selection(session_ids=SESSIONS[:1]))
+    svc.catalog.update_dream(d.id, lambda x: setattr(x, "session_ids", ["sesn_elsewhere_only"]))
+    with pytest.raises(DreamFailure) as f:
         svc.read(d.id)
-    assert e.value.type == "input_session_unavailable"
-    assert "globex" not in e.value.message  # the other tenant's name is not revealed
+    assert f.value.type == "input_session_unavailable" and "globex" not in f.value.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markdown import Markdown
+from rich.text import Text
 
 from dreaming import leases
 from dreaming.catalog import Catalog
@@ -142,7 +142,8 @@ def diff(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonO
     if json_:
         print_json(diff_rows(changes))
     else:
-        console.print(Markdown(render_report(d, changes)))
+        # verbatim: a Markdown renderer would eat `<n>`, `<id>` and turn `__main__` into bold "main"
+        console.print(Text(render_report(d, changes)), soft_wrap=True, highlight=False)
 
 
 @app.command("cancel")

@@ -79,10 +79,17 @@ def test_lifecycle_promotes_and_publishes_the_diff(prefect_harness, lake):
     assert Catalog(lake).get_dream(d.id).promotion.decided_at == d.promotion.decided_at
 
 
-def test_unknown_session_fails_the_dream_before_any_work(prefect_harness, lake):
+def test_unknown_session_is_refused_at_create_and_fails_a_recorded_dream(prefect_harness, lake):
+    from dreaming.errors import NotFound
+
     _store(lake)
     svc = DreamService(Catalog(lake))
-    d = svc.create("team", Selection(session_ids=["sesn_team_0", "sesn_nowhere"]))
+    with pytest.raises(NotFound, match="sesn_nowhere"):  # the CLI's exit 2, before any dream is recorded
+        svc.create("team", Selection(session_ids=["sesn_team_0", "sesn_nowhere"]))
+    assert svc.catalog.list_dreams() == []
+    # a session that leaves the lake after the dream was created: the flow fails it before any work
+    d = svc.create("team", Selection(session_ids=["sesn_team_0"]))
+    svc.catalog.update_dream(d.id, lambda x: setattr(x, "session_ids", ["sesn_nowhere", "sesn_team_0"]))
     state = run_dream_to_state(_dream_flow(), store="team", dream_id=d.id)
     assert state.is_failed()
     d = svc.catalog.get_dream(d.id)
@@ -93,12 +100,12 @@ def test_unknown_session_fails_the_dream_before_any_work(prefect_harness, lake):
 
 
 def test_other_scope_session_is_unavailable(prefect_harness, lake):
+    from dreaming.errors import NotFound
+
     _store(lake)
     write_sessions(lake, [{"session_id": "sesn_globex", "tenant": "globex", "events": [("user", "psst")]}])
-    d = DreamService(Catalog(lake)).create("team", Selection(session_ids=["sesn_globex"]))
-    assert run_dream_to_state(_dream_flow(), store="team", dream_id=d.id).is_failed()
-    d = Catalog(lake).get_dream(d.id)
-    assert d.error.type == "input_session_unavailable" and "outside the store's scope" in d.error.message
+    with pytest.raises(NotFound, match="outside|scope"):
+        DreamService(Catalog(lake)).create("team", Selection(session_ids=["sesn_globex"]))
 
 
 def test_a_canceled_dream_does_no_work(prefect_harness, lake):
