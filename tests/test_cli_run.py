@@ -46,3 +46,10 @@ def test_a_missing_session_exits_2_before_any_dream_or_flow_run(lake):
     assert out.returncode == 2, out.stdout + out.stderr
     assert "sesn_DOESNOTEXIST" in out.stderr and "Traceback" not in out.stderr + out.stdout
     assert Catalog(lake).list_dreams(include_archived=True) == []  # nothing recorded, nothing retried
+
+
+def test_version(lake):
+    from importlib.metadata import version
+
+    out = _run(lake, "--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"dreams {version('dreams')}"

@@ -19,6 +19,21 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"dreams {version('dreams')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Dreaming for agent memory: consolidate memory stores from past agent sessions."""
+
+
 store_app = typer.Typer(help="Memory stores: create, list, show, export, history.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
