@@ -14,9 +14,9 @@ Shannon entropy.
 Cost. Every token rule has *literals* (``sk-ant-``, ``akia``, ``ghp_`` …) one of which any match
 contains; rules of a secret's name run only where a name stands before its value (``NAMED_ANCHOR``);
 each rule runs only in the stretches around those places, so clean text costs a few ``in`` tests
-and three small searches. For columns, ``screen_column`` does the
-same screen with RE2 over the whole column at once, and only the values it flags go through
-Python (``redact_column``; ingest uses it).
+and three small searches. For columns, ``flagged`` does the same screen with RE2 over the whole
+column at once, and only the values it flags go through Python, with the rules of the families that
+matched (``redact_column``; ingest's ``dreaming.ingest.secrets`` adds JSON care and originals).
 """
 
 from __future__ import annotations
@@ -157,16 +157,6 @@ def screen_masks(values) -> dict[str, object]:
 
     return {f: pc.fill_null(pc.match_substring_regex(values, p), False) for f, p in zip(FAMILIES, screen_patterns(),
                                                                                        strict=True)}
-
-
-def screen_column(values):
-    """``screen`` over a pyarrow string array at once; nulls are False."""
-    import pyarrow.compute as pc
-
-    mask = None
-    for m in screen_masks(values).values():
-        mask = m if mask is None else pc.or_(mask, m)
-    return mask
 
 
 def flagged(values) -> list[tuple[int, frozenset[str]]]:
@@ -322,7 +312,7 @@ def has_secret(text: str | None) -> bool:
 
 
 def redact_column(values, kinds: Counter | None = None):
-    """Redact a pyarrow string array: RE2 screens the whole column at once (``screen_column``), and
+    """Redact a pyarrow string array: RE2 screens the whole column at once (``flagged``), and
     only the values it flags go through ``redact``. Returns the new array (the same one when nothing
     changed); the kinds found are counted into ``kinds`` (one count per value and kind)."""
     import pyarrow as pa
@@ -345,4 +335,4 @@ def redact_column(values, kinds: Counter | None = None):
 
 
 __all__ = ["FAMILIES", "MARK", "Rule", "entropy", "flagged", "screen_masks", "find_secrets", "has_secret", "redact", "redact_column", "screen",
-           "screen_column", "screen_patterns"]
+           "screen_patterns"]

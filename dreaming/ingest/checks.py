@@ -90,31 +90,24 @@ def repair_surrogates(obj: Any) -> tuple[Any, list[tuple[str, int]]]:
         node, path = stack.pop()
         if isinstance(node, dict):
             for k in list(node):
-                v = node[k]
-                key = k
                 if isinstance(k, str) and _LONE.search(k):
                     key, n = _fix(k)
                     fixed.append((f"{path}.{key}" if path else key, n))
-                    del node[k]
-                    node[key] = v
-                sub = f"{path}.{key}" if path else str(key)
-                if isinstance(v, str):
-                    new, n = _fix(v)
-                    if n:
-                        node[key] = new
-                        fixed.append((sub, n))
-                elif isinstance(v, (dict, list)):
-                    stack.append((v, sub))
+                    node[key] = node.pop(k)
+            children = [(k, f"{path}.{k}" if path else str(k)) for k in node]
         elif isinstance(node, list):
-            for i, v in enumerate(node):
-                sub = f"{path}[{i}]"
-                if isinstance(v, str):
-                    new, n = _fix(v)
-                    if n:
-                        node[i] = new
-                        fixed.append((sub, n))
-                elif isinstance(v, (dict, list)):
-                    stack.append((v, sub))
+            children = [(i, f"{path}[{i}]") for i in range(len(node))]
+        else:
+            continue
+        for slot, sub in children:
+            v = node[slot]
+            if isinstance(v, str):
+                new, n = _fix(v)
+                if n:
+                    node[slot] = new
+                    fixed.append((sub, n))
+            elif isinstance(v, (dict, list)):
+                stack.append((v, sub))
     return obj, sorted(fixed)
 
 

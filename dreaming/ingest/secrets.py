@@ -1,7 +1,7 @@
 """Secrets out of the lake: ``text``, ``tool_input`` and ``raw`` of every event go through
 ``dreaming.redaction.redact`` before anything is written (docs/ingest.md, "Secrets").
 
-Cost: one RE2 screen per column over the whole file (``screen_column``), then ``redact`` only on
+Cost: one RE2 screen per column over the whole file (``redaction.flagged``), then ``redact`` only on
 the values the screen flags. ``tool_input`` and ``raw`` stay valid JSON: the serialized text is
 redacted (a secret never spans JSON syntax in practice); if that ever breaks the JSON, the parsed
 value's strings are redacted one by one instead, and as a last resort the redacted text is stored
