@@ -1,0 +1,163 @@
+"""Mistakes: a tool error that recurs across tasks, written with the fix a later call made.
+
+Only ``tool_error`` rows are read (``dreaming.signals.failures``: rejections, hook blocks, harness format
+errors, expected failures and the agent's own slips are not tool quirks). Errors are grouped by meaning —
+the tool (a script by its interpreter), the cause (the error line up to its detail: ``OperationalError:
+no such table``) and the fix (``dreaming.signals.fixes``) — so nine spellings of one mistake are one
+memory and one masked message with two different fixes (a missing ``MySQLdb``, a missing app folder)
+is two. A group is written when its fix held in ``policy.min_sessions`` distinct tasks; an error with no
+fix that recurred is not written (precision before recall: "it fails" is not a lesson). The text is an
+instruction, with the real error line (no placeholders) and no statistics: support and confidence
+live in the memory's fields.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+
+from dreaming import ids, safety
+from dreaming.curators.rules.common import _cap, _clean, _confidence, _slug, _sources, _worst
+from dreaming.signals import failures, shell
+
+_KIND_RANK = {"setup": 0, "flag": 1, "line": 2, "swap": 3, "args": 4, "retry": 5}
+_IMPORT = re.compile(r"^(?:from \S+ )?import ")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_CAP_ARG = re.compile(r"\(([A-Z]\w*)\)")
+_WORKAROUND_FIELDS = ("workaround_event_id", "workaround_ts", "workaround_tool", "workaround_input",
+                      "workaround_command", "workaround_text")
+
+
+def _cause(message: str) -> str:
+    """The error line up to its detail: 'OperationalError: no such table', 'Error: payment amount does not
+    add up' (a second clause, a quoted value or a placeholder ends it)."""
+    m = message or ""
+    head = re.split(r"<(?:q|path|id|n|hex|uuid|url)>|[,;(]| - ", m, maxsplit=1)[0]
+    parts = head.split(":")
+    cause = ":".join(parts[:2]) if len(parts) > 2 else head
+    return " ".join(cause.split()).strip(" :.").lower() or m.lower()
+
+
+def _tool_key(e: dict) -> tuple[str, str]:
+    """(grouping key, how the memory names the call). A script is named by its interpreter."""
+    label = e.get("failed_tool") or ""
+    if ":" not in label:
+        return label, f"`{label}`"
+    sh = shell.parse(e.get("failed_command"))
+    tool = label.split(":", 1)[0]
+    if sh.script and sh.program and shell.INTERPRETERS.match(sh.program) and sh.script.endswith((".py", ".js", ".sh")):
+        return f"{tool}:{sh.program}:script", f"a `{sh.program}` script"
+    prog = sh.label or label.split(":", 1)[1]
+    sub = next((a for a in sh.argv[1:2] if a and not a.startswith("-") and "/" not in a and len(a) < 20), "")
+    return f"{tool}:{prog}", f"`{(prog + ' ' + sub).strip()}`"
+
+
+_ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:\\|~?/)[^\s'\",:;)]+")
+
+
+def readable(line: str) -> str:
+    """The error line without the machine's paths: cut before the first absolute path when enough is left,
+    else the path is shortened to its file name (``/opt/env1/lib/x.py`` -> ``x.py``)."""
+    m = _ABS_PATH.search(line)
+    if m is None:
+        return line
+    head = line[: m.start()].rstrip(" :,(in")
+    if len(head) >= 20:
+        return head
+    return _ABS_PATH.sub(lambda h: h.group(0).rstrip("/").rsplit("/", 1)[-1] or "/", line)
+
+
+def _norm_key(c: dict) -> str:
+    if c["kind"] != "line":
+        return c["key"]
+    return "line:" + _CAP_ARG.sub("(X)", _QUOTED.sub("'…'", c["key"][5:]))
+
+
+def _screen(run, rows: list[dict]) -> list[dict]:
+    """dreaming.safety over the rows that could become a memory: an injection, or a fetch-and-run /
+    destructive command, in the error, the failed call or the fix is never mined."""
+    kept = []
+    for e in rows:
+        if e.get("injection") or safety.dangerous(e.get("text")) or safety.dangerous(e.get("failed_command")):
+            run._mistake_injected.add(e["session_id"])
+            continue
+        cands = [c for c in e.get("fix_candidates") or [] if not safety.dangerous(c["text"])]
+        if len(cands) < len(e.get("fix_candidates") or []):
+            run._mistake_unsafe.add(e["session_id"])
+        kept.append({**e, "fix_candidates": cands})
+    return kept
+
+
+def mine(run) -> None:
+    sig = run.inp.signals
+    run._mistake_injected, run._mistake_unsafe = set(), set()
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for e in sig.errors:
+        if e.get("session_id") not in run.input_sessions or e.get("failure_class") not in failures.MINEABLE:
+            continue
+        if not e.get("fix_candidates") or not e.get("failed_tool"):
+            continue
+        if run._ignored(e.get("signature") or "", e.get("failed_command") or "", e.get("fix") or ""):
+            continue
+        groups[(_tool_key(e)[0], _cause(e.get("message") or ""))].append(e)
+    found = []
+    for gkey in sorted(groups):
+        rows = _screen(run, groups[gkey])
+        ctx: dict[str, set[str]] = defaultdict(set)
+        examples: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+        for e in rows:
+            c_of = sig.context_of(e["session_id"])["context"]
+            for c in e["fix_candidates"]:
+                k = _norm_key(c)
+                ctx[k].add(c_of)
+                examples[k].append((c, e))
+        ok = [k for k in ctx if len(ctx[k]) >= run.policy.min_sessions]
+        if not ok:
+            continue
+        ok.sort(key=lambda k: (-len(ctx[k]), _IMPORT.match(k[5:]) is not None, _KIND_RANK[examples[k][0][0]["kind"]], k))
+        best = ok[0]
+        found.append((-len(ctx[best]), gkey, best, [k for k in ok[1:]], ctx, examples))
+    if run._mistake_injected:
+        run.notes.append(f"errors whose text carries instructions aimed at the assistant (prompt injection), or a "
+                         f"command that fetches and runs code or destroys data, were not mined "
+                         f"({len(run._mistake_injected)} sessions)")
+    if run._mistake_unsafe:
+        run.notes.append(f"workarounds that fetch and run code or destroy data were not stated as fixes "
+                         f"({len(run._mistake_unsafe)} sessions)")
+    for _, gkey, best, rest, ctx, examples in sorted(found, key=lambda f: (f[0], f[1]))[: run.policy.max_mistakes]:
+        _write(run, gkey, best, rest, ctx, examples)
+
+
+def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: dict) -> None:
+    kind = examples[best][0][0]["kind"]
+    keys = [best]
+    if kind == "line":  # lines added together: the whole change (at most three, imports only when needed)
+        for k in rest:
+            if (examples[k][0][0]["kind"] == "line" and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best])
+                    and not _IMPORT.match(k[5:]) and len(keys) < 3):
+                keys.append(k)
+    rows = {id(e): e for k in keys for _, e in examples[k]}.values()
+    rows = sorted(rows, key=lambda r: (r["ts"], r["session_id"], r["event_id"]))
+    tool_name = _tool_key(rows[0])[1]
+    lines = Counter(r.get("line") for r in rows if r.get("line"))
+    line = sorted(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if lines else gkey[1]
+    if kind == "line":
+        texts = [Counter(c["key"][5:] for c, _ in examples[k]).most_common(1)[0][0] for k in keys]
+        fix = "add " + " and ".join(f"`{_clean(t, 90)}`" for t in texts) + " to the script before it runs"
+    else:
+        fix = Counter(c["text"] for c, _ in examples[best]).most_common(1)[0][0]
+    n = len(ctx[best])
+    content = f"When {tool_name} fails with '{_clean(readable(line), 160)}', {fix}."
+    firsts: dict[str, dict] = {}
+    for r in rows:
+        firsts.setdefault(r["session_id"], r)
+    ev = _sources(list(firsts.values())) + _sources(list(firsts.values()), eid="fix_event_id", ts="fix_ts")
+    taint = _worst(*(r.get("taint") for r in rows))
+    if any(r["session_id"] in run.fetched_at and r.get("fix_ts") is not None
+           and r["fix_ts"] >= run.fetched_at[r["session_id"]] for r in rows):
+        taint = _worst(taint, "untrusted")  # the agent read external content before this fix
+    key = "mistake:" + ids.sha256_text("\x1f".join((gkey[0].lower(), gkey[1], best)))[:16]
+    prog = gkey[0].split(":")[1] if ":" in gkey[0] else gkey[0]
+    run._propose(kind="mistake", key=key, path=f"/mistakes/{_slug(prog + ' ' + gkey[1])}.md", content=content,
+                 evidence=_cap(ev, run.policy.max_evidence), support=n, confidence=_confidence(n), taint=taint,
+                 reason=f"{gkey[1]!r} from {prog} recurs in {n} tasks, fixed the same way ({best})")
