@@ -4,7 +4,8 @@
 ``session_id``, optional ``tenant``/``agent_id``/``start``/``outcome``, and ``events``: a list
 of short event specs such as ``("user", "always use uv, never pip")``,
 ``("tool_use", "bash", {"cmd": "pip install x"})``, ``("tool_result", "Error: ...", True)``,
-``("assistant", "done")``. Times advance one minute per event from ``start``.
+``("assistant", "done")``; a tool use/result may name its tool-use id as a 4th item, an ``("outcome",
+value, meta)`` carries the run's metadata as its raw JSON. Times advance one minute per event from ``start``.
 """
 
 from __future__ import annotations
@@ -48,17 +49,22 @@ def event_rows(session: dict, snapshot_id: str) -> list[dict]:
         elif kind == "assistant":
             row.update(type="agent.message", role="assistant", text=spec[1])
         elif kind == "tool_use":
-            last_tool_use = ids.stable_id("toolu", sid, seq)
+            last_tool_use = spec[3] if len(spec) > 3 else ids.stable_id("toolu", sid, seq)  # a 4th item: the id
             row.update(type="agent.tool_use", role="assistant", tool_name=spec[1], tool_use_id=last_tool_use,
                        tool_input=json.dumps(spec[2] if len(spec) > 2 else {}),
                        text=json.dumps(spec[2] if len(spec) > 2 else {}))
         elif kind == "tool_result":
-            row.update(type="agent.tool_result", role="tool", text=spec[1], tool_use_id=last_tool_use,
+            row.update(type="agent.tool_result", role="tool", text=spec[1],
+                       tool_use_id=spec[3] if len(spec) > 3 else last_tool_use,
                        is_error=bool(spec[2]) if len(spec) > 2 else False)
         elif kind == "error":
             row.update(type="session.error", role="system", text=spec[1], is_error=True)
         elif kind == "outcome":
             row.update(type="span.outcome_evaluation_end", role="system", outcome=spec[1], text=spec[1])
+            if len(spec) > 2:  # the run's metadata (task_id, info.task.user_id …), as adapters keep it
+                row["raw"] = json.dumps(spec[2])
+        elif kind == "system":
+            row.update(type="system.message", role="system", text=spec[1], is_error=bool(spec[2]) if len(spec) > 2 else False)
         else:
             raise ValueError(f"unknown event spec {spec!r}")
         rows.append(row)

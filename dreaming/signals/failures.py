@@ -83,7 +83,7 @@ def classify_sql(*, text: str, is_result: str, failed_tool: str, program: str, c
             THEN {_q(HARNESS_FORMAT)}
         WHEN regexp_matches({text}, {_q(SETUP_RE)}) THEN {_q(TOOL_ERROR)}
         WHEN {program} IN {_list(SEARCH_PROGRAMS)} AND {rc} IN ('1', '')
-             AND length(trim(regexp_replace({text}, '<[^>]*>|exit code \\d+', '', 'g'))) < 3
+             AND length(trim(regexp_replace({text}, '(?i)<[^>]*>|exit code:?\\s*\\d+', '', 'g'))) < 3
             THEN {_q(EXPECTED_FAILURE)}
         WHEN regexp_matches({text}, {_q(BUG_RE)}) THEN {_q(AGENT_BUG)}
         WHEN {program} IN {_list(FILE_PROGRAMS)} AND regexp_matches({text}, {_q(NO_SUCH_FILE_RE)})

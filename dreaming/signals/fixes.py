@@ -11,7 +11,10 @@ telling first:
 - ``line``: a line of code the retry's script gained (the script rewritten with a heredoc between the
   two runs, or the inline ``-c``/heredoc code itself: ``django.setup()``);
 - ``swap``: the same arguments with another program (``python3`` for ``python``);
-- ``args``: for a structured tool call, the arguments whose values differ (``payment_methods``).
+- ``args``: for a structured tool call, an argument the retry added, or one whose value *class* changed
+  (``certificate_…`` -> ``credit_card_…``); a changed list or amount says which argument changed but not
+  how, and is no candidate;
+- ``retry``: a structured call repeated unchanged succeeded (a transient error: rate limit, timeout).
 
 No retry, or a retry identical to the failed call (it simply worked the second time), gives no
 candidate: the curator then writes no fix, never "use the next tool instead". The first candidate is
@@ -95,18 +98,15 @@ def candidates(calls: list[dict], fi: int, ri: int) -> list[dict]:
                             "text": "wait and repeat the same call: it succeeded when retried"})
             elif len(changed) == 1 and isinstance(fj.get(changed[0]), str) and isinstance(rj.get(changed[0]), str):
                 k, was, now = changed[0], _mask_value(fj[changed[0]]), _mask_value(rj[changed[0]])
-                out.append({"kind": "args", "key": f"args:{k}={was}", "changed": changed,
-                            "text": f"do not pass `{was}` as `{k}` (the call that then succeeded passed `{now}`)"
-                            if was != now else f"check the value of `{k}` before calling again"})
+                if was != now:  # a value class the tool refuses (`certificate_…`), not just another id
+                    out.append({"kind": "args", "key": f"args:{k}={was}", "changed": changed,
+                                "text": f"do not pass `{was}` as `{k}` (the call that then succeeded passed `{now}`)"})
             elif set(changed) <= set(rj) - set(fj):
                 names = ", ".join(f"`{k}`" for k in changed[:3])
                 out.append({"kind": "args", "key": "args:+" + ",".join(changed), "changed": changed,
                             "text": f"retry `{f['label']}` with {names} added"})
-            else:
-                names = ", ".join(f"`{k}`" for k in changed[:3])
-                out.append({"kind": "args", "key": "args:" + ",".join(changed), "changed": changed,
-                            "text": f"check {names} before calling `{f['label']}` again: the call that then "
-                                    f"succeeded changed {'it' if len(changed) == 1 else 'them'}"})
+            # other changed values (a list of flights, a payment split) say which argument changed but not how:
+            # "check `flights`" is no lesson, and no candidate is made
         return out
     fs, rs = shell.parse(f.get("command")), shell.parse(r.get("command"))
     for flag in [a for a in rs.flags if a not in fs.flags and not _FLAG_NOISE.match(a)]:

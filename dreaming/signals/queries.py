@@ -108,7 +108,8 @@ def errors(con: duckdb.DuckDBPyConnection, ev: str, uses_t: str, gap: int) -> li
     return rows(
         con,
         f"""WITH e AS (
-            SELECT *, regexp_extract(coalesce(text, ''), '<returncode>\\s*(\\d+)', 1) AS rc,
+            SELECT *, coalesce(nullif(regexp_extract(coalesce(text, ''), '<returncode>\\s*(\\d+)', 1), ''),
+                               regexp_extract(coalesce(text, ''), '(?i)^\\s*exit code:?\\s*(\\d+)', 1)) AS rc,
                 regexp_replace(regexp_replace(
                     CASE WHEN left(ltrim(coalesce(text, '')), 1) = '{{' AND json_valid(text)
                          THEN coalesce(text->>'$.error.message', text->>'$.message', text->>'$.error',

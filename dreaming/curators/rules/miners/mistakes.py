@@ -46,7 +46,8 @@ def _tool_key(e: dict) -> tuple[str, str]:
     sh = shell.parse(e.get("failed_command"))
     tool = label.split(":", 1)[0]
     if sh.script and sh.program and shell.INTERPRETERS.match(sh.program) and sh.script.endswith((".py", ".js", ".sh")):
-        return f"{tool}:{sh.program}:script", f"a `{sh.program}` script"
+        family = re.sub(r"[\d.]+$", "", sh.program)  # python3, python3.11 and python run one kind of script
+        return f"{tool}:{family}:script", f"a `{family}` script"
     prog = sh.label or label.split(":", 1)[1]
     sub = next((a for a in sh.argv[1:2] if a and not a.startswith("-") and "/" not in a and len(a) < 20), "")
     return f"{tool}:{prog}", f"`{(prog + ' ' + sub).strip()}`"
@@ -111,12 +112,16 @@ def mine(run) -> None:
                 k = _norm_key(c)
                 ctx[k].add(c_of)
                 examples[k].append((c, e))
+        # a block opener alone (`if not settings.configured:`) is no fix; it may go with one
         ok = [k for k in ctx if len(ctx[k]) >= run.policy.min_sessions]
-        if not ok:
+        # a fix is a line that does something: a block opener alone (`if not settings.configured:`) or an
+        # import alone is not one (they may go with one)
+        lead = [k for k in ok if not k.endswith(":") and not (k.startswith("line:") and _IMPORT.match(k[5:]))]
+        if not lead:
             continue
-        ok.sort(key=lambda k: (-len(ctx[k]), _IMPORT.match(k[5:]) is not None, _KIND_RANK[examples[k][0][0]["kind"]], k))
-        best = ok[0]
-        found.append((-len(ctx[best]), gkey, best, [k for k in ok[1:]], ctx, examples))
+        lead.sort(key=lambda k: (-len(ctx[k]), _KIND_RANK[examples[k][0][0]["kind"]], k))
+        best = lead[0]
+        found.append((-len(ctx[best]), gkey, best, [k for k in ok if k != best], ctx, examples))
     if run._mistake_injected:
         run.notes.append(f"errors whose text carries instructions aimed at the assistant (prompt injection), or a "
                          f"command that fetches and runs code or destroys data, were not mined "
@@ -136,6 +141,14 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
             if (examples[k][0][0]["kind"] == "line" and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best])
                     and not _IMPORT.match(k[5:]) and len(keys) < 3):
                 keys.append(k)
+        for k in rest:  # the block a kept line sits in
+            if (k.endswith(":") and len(keys) < 4 and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best])):
+                keys.append(k)
+        order: dict[str, int] = {}
+        for k in keys:  # as the script has them
+            pos = [i for c, e in examples[k] for i, x in enumerate(e["fix_candidates"]) if _norm_key(x) == k]
+            order[k] = min(pos) if pos else 99
+        keys.sort(key=lambda k: (order[k], k))
     rows = {id(e): e for k in keys for _, e in examples[k]}.values()
     rows = sorted(rows, key=lambda r: (r["ts"], r["session_id"], r["event_id"]))
     tool_name = _tool_key(rows[0])[1]
@@ -143,7 +156,8 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     line = sorted(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if lines else gkey[1]
     if kind == "line":
         texts = [Counter(c["key"][5:] for c, _ in examples[k]).most_common(1)[0][0] for k in keys]
-        fix = "add " + " and ".join(f"`{_clean(t, 90)}`" for t in texts) + " to the script before it runs"
+        fix = "add " + ", ".join(f"`{t[:90]}`" for t in texts[:-1]) + (" and " if len(texts) > 1 else "") + \
+            f"`{texts[-1][:90]}` to the script before it runs"
     else:
         fix = Counter(c["text"] for c, _ in examples[best]).most_common(1)[0][0]
     n = len(ctx[best])

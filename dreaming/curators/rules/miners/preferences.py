@@ -27,7 +27,8 @@ _FIRST_PERSON = re.compile(r"\b(?:i|i m|i am|i d|i ll|i ve|me|my|mine|myself|we|
 def as_rule(text: str) -> str:
     """A person's statement as one rule: their words, capitalised, one closing stop (no statistics: support
     and confidence are the memory's fields)."""
-    t = _clean(text, 240).strip().rstrip(".!;")
+    t = " ".join(text.split())
+    t = (_clean(t, 240) if len(t) > 240 else t).strip().rstrip(".!;")  # backticks kept: they mark commands
     return (t[:1].upper() + t[1:] + ".") if t else t
 
 

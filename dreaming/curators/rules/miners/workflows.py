@@ -6,6 +6,7 @@ import re
 from collections import Counter, defaultdict
 
 from dreaming import ids, safety
+from dreaming.signals import failures
 from dreaming.curators.rules.common import _clean, _confidence, _contains, _shifted, _slug, _sources, _wilson_lower
 
 
@@ -43,10 +44,19 @@ def _step(t: str) -> str:
     return t.split(":", 1)[1] if ":" in t else t
 
 
+_PLUMBING = re.compile(r"(?i)^(?:write-file|rm|rmdir|mkdir|touch|cp|mv|cd|chmod)$")
+
+
 def _acts(g: tuple) -> bool:
-    """A workflow does something: no no-op step (``think``), and at least one step that is not looking
-    around (a lookup, a read, a search) — a chain of lookups is how any agent starts, not a workflow."""
-    return not any(_NO_OP.match(_step(t)) for t in g) and any(not _LOOK.match(_step(t)) for t in g)
+    """A workflow does things: no no-op step (``think``), and at least two steps that are not looking around
+    (a lookup, a read, a search), file plumbing (writing a scratch file, ``rm``) or a scratch script the
+    agent wrote for itself (``reproduce_issue.py``). A chain of lookups ending in one action is how any agent
+    takes that action, not a workflow."""
+    if any(_NO_OP.match(_step(t)) for t in g):
+        return False
+    doing = [t for t in g if not _LOOK.match(_step(t)) and not _PLUMBING.match(_step(t))
+             and not re.search(failures.REPRO_RE, _step(t))]
+    return len(doing) >= 2
 
 
 def _grams(run, runs: list[list[str]], recovery: list[bool]):
@@ -146,10 +156,8 @@ def mine(run) -> None:
     kept.sort(key=lambda kv: (-len(kv[1]), -len(kv[0]), kv[0]))
     for g, ss in kept[: p.max_workflows]:
         n = len(ss)
-        ag = sorted(a for a in agents[g] if a)
         steps = " → ".join(f"`{_clean(t, 60)}`" for t in g)
-        content = (f"Workflow that worked in {n} successful sessions"
-                   f"{' (agents: ' + ', '.join(ag) + ')' if ag else ''}: {steps}.")
+        content = f"Sequence that successful tasks converged on: {steps}."  # support and agents are fields
         key = "workflow:" + ids.sha256_text("\x1f".join(t.lower() for t in g))[:16]
         # an agent that read external content (a page, a download) and then acted: the steps may be
         # the page's instructions, not the agent's own judgement
