@@ -164,8 +164,10 @@ def test_recurring_mistake_workflow_and_preference_are_added(lake):
     assert pref.key == "pref:package-manager" and pref.taint == "user" and "uv" in pref.after
     # no workflow: the failed pip call ends a run (`git status` before it and `uv pip install` after it never
     # ran back to back), and the run after it opens with the mistake's workaround: `uv` → `pytest` → `git`
-    # is that recovery with the next steps glued on, which the mistake memory already says
+    # is that recovery with the next steps glued on, which the mistake memory already says. Nor is `pytest -q`
+    # a test-command memory: every session ran it right from the start (the agents know it)
     assert "workflow" not in adds
+    assert any("no session tried another runner first" in n for n in res.notes)
     out = apply_changes([], res.changes, now=NOW)
     assert len(out) == 2 and all(m.support == 3 for m in out)
 
@@ -325,7 +327,9 @@ def test_injection_attempts_are_never_mined(lake):
     assert any("prompt injection" in n for n in res.notes)
 
 
-def _tool_session(sid, tools, *, agent="a1", start=T0, outcome="satisfied", fail=()):
+def _tool_session(sid, tools, *, agent="a1", start=None, outcome="satisfied", fail=()):
+    # sessions at distinct times: two sessions with the same opening at the same times are copies of one
+    start = start or T0 + timedelta(minutes=sum(map(ord, sid)))
     events = [("user", "do the task")]
     for i, t in enumerate(tools):
         events += [("tool_use", t, {"q": i}), ("tool_result", "Error: boom" if i in fail else "ok", i in fail)]

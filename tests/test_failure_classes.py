@@ -196,3 +196,18 @@ def test_a_harness_template_in_every_task_is_not_a_preference(lake):
 ])
 def test_labels_never_name_a_path(command, label):
     assert parse(command).label == label
+
+
+def test_a_re_exported_copy_counts_once_but_the_same_request_twice_is_two_tasks(lake):
+    def sess(sid, file):
+        return {"session_id": sid, "start": T0, "events": [
+            ("user", "The CI job `test-notifications` is failing on main. Can you fix it?"),
+            ("tool_use", "Read", {"file_path": file}), ("tool_result", "..."),
+            ("user", "Always run `make lint` before you commit, never skip it."),
+        ]}
+    sessions = [sess("day1", "tests/test_a.py"), sess("day1-copy", "tests/test_a.py"), sess("day9", "tests/test_b.py")]
+    sig = signals(lake, sessions)
+    ctx = {c["session_id"]: c["context"] for c in sig.contexts}
+    assert ctx["day1"] == ctx["day1-copy"] != ctx["day9"]
+    (pref,) = [c for c in curate(sig, sessions) if c.kind == "preference"]
+    assert pref.support == 2  # two tasks, not three sessions

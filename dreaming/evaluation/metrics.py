@@ -289,9 +289,11 @@ def _patterns(truth: dict) -> dict[str, list[dict]]:
 
 
 def _also_legit(truth: dict) -> list[dict]:
-    """Planted things that are right to mine but are scored elsewhere: new values of changed preferences."""
+    """Planted things that are right to mine but are scored elsewhere: new values of changed preferences, and
+    rules a person stated once (learned from one task with a low confidence)."""
     return [{"id": c["key"] + "@new", "sessions": c["new"]["sessions"], "match_terms": c["new"]["terms"]}
-            for c in truth.get("changed_preferences", []) if c["tenant"] == _scope_tenant(truth)]
+            for c in truth.get("changed_preferences", []) if c["tenant"] == _scope_tenant(truth)] + [
+        o for o in truth.get("stated_once", []) if o["tenant"] == _scope_tenant(truth)]
 
 
 def mining_scores(truth: dict, changes: list[Change], store: list[Memory], tool_names: Iterable[str] = ()) -> dict:

@@ -68,6 +68,9 @@ class Signals:
     # one row per tool call of the sessions that have a tool error: session_id, seq, event_id, ts, label,
     # command, tool_input, failed (what a fix is derived from)
     calls: list[dict] = field(default_factory=list)
+    # one row per shell call that runs tests (dreaming.signals.failures.TEST_RE): session_id, event_id, ts,
+    # label, command, failed
+    test_runs: list[dict] = field(default_factory=list)
     # one row per correction by a person: session_id, event_id, ts, kind ('rejection'|'interrupt'), text (the
     # person's next words, or None), tool, command (the rejected call), rejected_event_id, voice, context
     corrections: list[dict] = field(default_factory=list)
@@ -141,6 +144,7 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None, *
         with_tool_errors = {e["session_id"] for e in errors if e["failure_class"] == failures.TOOL_ERROR}
         calls = queries.calls(con, uses, sorted(with_tool_errors))
         contexts = queries.contexts(con, ev)
+        test_runs = queries.test_runs(con, uses)
         preferences = queries.preferences(con, ev, policy.max_preference_chars)
         sessions = queries.sessions(con, sel)
         tool_sequences = queries.tool_sequences(con, ev, uses, policy.success_reward)
@@ -162,4 +166,5 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None, *
     fixes.annotate(errors, calls)
     return Signals(errors=errors, preferences=preferences, tool_sequences=tool_sequences, sessions=sessions,
                    tainted_events=tainted, user_messages=user_messages, contexts=contexts, calls=calls,
+                   test_runs=test_runs,
                    corrections=people.corrections(errors, user_messages, by_session))

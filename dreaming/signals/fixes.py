@@ -18,7 +18,9 @@ telling first:
 
 No retry, or a retry identical to the failed call (it simply worked the second time), gives no
 candidate: the curator then writes no fix, never "use the next tool instead". The first candidate is
-also written as ``fix`` (text), ``fix_key`` and ``changed`` (argument names) on the row.
+also written as ``fix`` (text), ``fix_key`` and ``changed`` (argument names) on the row, with ``fix_cost``:
+the calls the agent spent between the failure and the retry, plus its earlier failed attempts at the
+same call (0: it fixed it at once).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SETUP_PROGRAMS = {"pip", "pip3", "uv", "poetry", "conda", "npm", "yarn", "pnpm",
                   "django-admin", "manage.py", "alembic"}
 _TRIVIAL_LINE = re.compile(r"^(?:#|print\(|\"\"\"|'''|pass$|else:|try:|except\b|finally:|return\b|import (?:os|sys)$"
                            r"|if __name__|def main\(|main\(\)$|\)$|\]$|\}$|$)")
+_FRAGMENT = re.compile(r"[(\[{,\\]$")  # half a statement: `settings.configure(` says nothing alone
 _FLAG_NOISE = re.compile(r"^-(?:v+|q|s|x|-verbose|-verbosity(?:=\d)?|-quiet|-color.*|-tb=.*|-no-header|rA|ra)$")
 
 
@@ -111,6 +114,34 @@ def candidates(calls: list[dict], fi: int, ri: int) -> list[dict]:
     fs, rs = shell.parse(f.get("command")), shell.parse(r.get("command"))
     for flag in [a for a in rs.flags if a not in fs.flags and not _FLAG_NOISE.match(a)]:
         out.append({"kind": "flag", "key": "flag:+" + flag, "changed": [flag], "text": f"pass `{flag}`"})
+    old = _script_body(calls, fi, fs.script, fs.codes)
+    new = _script_body(calls, ri, rs.script, rs.codes)
+    lines = []
+    if new and old:
+        seen = set(old)
+        for ln in new:
+            if ln not in seen and not _TRIVIAL_LINE.match(ln) and not _FRAGMENT.search(ln) and len(ln) <= 100:
+                lines.append({"kind": "line", "key": "line:" + ln, "changed": [], "text": f"add `{ln}`"})
+    setups = _setup(calls, fi, ri)
+    if not (lines and setups):  # both changed: neither alone is the fix, and a half fix is worse than none
+        out += setups + lines
+    suffix = _operand_suffix(fs, rs)
+    if suffix:
+        was, now = suffix
+        out.append({"kind": "operand", "key": f"operand:+{now[len(was):]}", "changed": [],
+                    "text": f"name it `{now}`, not `{was}` (add `{now[len(was):]}`)"})
+    if fs.program and rs.program and fs.program != rs.program:
+        head = _intent(fs)
+        at = _find(rs.argv, head)
+        if at is not None:  # `pip install x` -> `uv pip install x`: the words up to the subcommand differ
+            a, b = " ".join(head), " ".join(rs.argv[: at + len(head)])
+            out.append({"kind": "swap", "key": f"swap:{a}>{b}", "changed": [], "text": f"use `{b}` instead of `{a}`"})
+    return out
+
+
+def _setup(calls: list[dict], fi: int, ri: int) -> list[dict]:
+    """State-changing commands run between the failed call and its retry (``pip install x``, ``mkdir app``)."""
+    out = []
     for c in calls[fi + 1: ri]:
         if c.get("failed"):
             continue
@@ -120,20 +151,21 @@ def candidates(calls: list[dict], fi: int, ri: int) -> list[dict]:
             if prog == "pip" or prog == "pip3" or "install" in cs.argv or prog not in LOOKING:
                 out.append({"kind": "setup", "key": "setup:" + _short(" ".join(cs.argv), 60), "changed": [],
                             "text": f"first run `{_short(' '.join(cs.argv))}`"})
-    old = _script_body(calls, fi, fs.script, fs.codes)
-    new = _script_body(calls, ri, rs.script, rs.codes)
-    if new and old:
-        seen = set(old)
-        for ln in new:
-            if ln not in seen and not _TRIVIAL_LINE.match(ln) and len(ln) <= 100:
-                out.append({"kind": "line", "key": "line:" + ln, "changed": [], "text": f"add `{ln}`"})
-    if fs.program and rs.program and fs.program != rs.program:
-        head = _intent(fs)
-        at = _find(rs.argv, head)
-        if at is not None:  # `pip install x` -> `uv pip install x`: the words up to the subcommand differ
-            a, b = " ".join(head), " ".join(rs.argv[: at + len(head)])
-            out.append({"kind": "swap", "key": f"swap:{a}>{b}", "changed": [], "text": f"use `{b}` instead of `{a}`"})
     return out
+
+
+def _operand_suffix(fs: shell.Shell, rs: shell.Shell) -> tuple[str, str] | None:
+    """The retry ran the same program with one operand lengthened (`forms` -> `forms_tests`): a naming rule."""
+    if fs.label != rs.label or fs.flags != rs.flags:
+        return None
+    a = [w for w in fs.argv[1:] if not w.startswith("-")]
+    b = [w for w in rs.argv[1:] if not w.startswith("-")]
+    if len(a) != len(b):
+        return None
+    diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    if len(diff) == 1 and diff[0][1].startswith(diff[0][0]) and re.fullmatch(r"[\w.-]{2,20}", diff[0][1][len(diff[0][0]):]):
+        return diff[0]
+    return None
 
 
 def _intent(sh: shell.Shell) -> tuple[str, ...]:
@@ -163,13 +195,24 @@ def _same_intent(f: dict, c: dict) -> bool:
                 and _find(cs.argv, _intent(fs)) is not None)
 
 
+def _restates(c: dict, line: str) -> bool:
+    """A setup step that creates or installs exactly what the error names as missing (``No module named
+    'reproduce_app'`` -> ``mkdir reproduce_app``; ``No module named 'x'`` -> ``pip install x``): the error
+    message already says it, and no memory is needed."""
+    if c["kind"] != "setup":
+        return False
+    named = {m.strip("'\"`") for m in re.findall(r"'[^']+'|\"[^\"]+\"|`[^`]+`", line)}
+    words = [w for w in c["key"][len("setup:"):].split()[1:] if not w.startswith("-")]
+    return any(w.rstrip("/").rsplit("/", 1)[-1].split("==")[0] in named for w in words)
+
+
 def annotate(errors: list[dict], calls: list[dict]) -> None:
     by_session: dict[str, list[dict]] = {}
     for c in calls:
         by_session.setdefault(c["session_id"], []).append(c)
     index = {sid: {c["seq"]: i for i, c in enumerate(cs)} for sid, cs in by_session.items()}
     for e in errors:
-        e.update(fix=None, fix_key=None, changed=[], fix_event_id=None, fix_ts=None, fix_candidates=[])
+        e.update(fix=None, fix_key=None, changed=[], fix_event_id=None, fix_ts=None, fix_candidates=[], fix_cost=None)
         if e.get("failure_class") != failures.TOOL_ERROR or e.get("failed_seq") is None:
             continue
         cs = by_session.get(e["session_id"], [])
@@ -181,8 +224,11 @@ def annotate(errors: list[dict], calls: list[dict]) -> None:
                    and _same_intent(f, cs[i])), None)
         if ri is None:
             continue
-        found = candidates(cs, fi, ri)
+        found = [c for c in candidates(cs, fi, ri) if not _restates(c, e.get("line") or "")]
         if not found:
             continue
+        tries = sum(1 for c in cs[: fi + 1] if c.get("label") == f.get("label") and c.get("failed")
+                    and c["seq"] >= f["seq"] - 4 * GAP)  # failed attempts at this call up to this one
         e.update(fix=found[0]["text"], fix_key=found[0]["key"], changed=found[0]["changed"],
-                 fix_event_id=cs[ri]["event_id"], fix_ts=cs[ri]["ts"], fix_candidates=found)
+                 fix_event_id=cs[ri]["event_id"], fix_ts=cs[ri]["ts"], fix_candidates=found,
+                 fix_cost=(ri - fi - 1) + (tries - 1))

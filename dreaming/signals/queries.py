@@ -161,9 +161,18 @@ def calls(con: duckdb.DuckDBPyConnection, uses_t: str, session_ids: list[str]) -
                          WHERE list_contains(?, session_id) ORDER BY session_id, seq""", [sorted(session_ids)])
 
 
+def test_runs(con: duckdb.DuckDBPyConnection, uses_t: str) -> list[dict]:
+    """Every shell call that runs tests (``failures.TEST_RE``): how the project runs its tests."""
+    return rows(con, f"""SELECT session_id, event_id, ts, label, command, failed FROM {uses_t}
+                         WHERE contains(label, ':') AND regexp_matches(coalesce(command, ''), ?)
+                         ORDER BY session_id, seq""", [failures.TEST_RE])
+
+
 def contexts(con: duckdb.DuckDBPyConnection, ev: str) -> list[dict]:
-    """One row per session: the task it worked on (``context``: trials of one task, and re-exported or
-    resumed copies of one conversation, share it), who the person is (``voice``), the first request, the
+    """One row per session: the task it worked on (``context``: trials of one task share it — the run's
+    ``task_id`` —, and so do re-exported or resumed copies of one conversation — the same first request and
+    the same first eight events at the same times: a copy keeps the original's timestamps, a job run again
+    on another day does not —), who the person is (``voice``), the first request, the
     agent's concluding message and the outcome."""
     return rows(
         con,
@@ -175,18 +184,24 @@ def contexts(con: duckdb.DuckDBPyConnection, ev: str) -> list[dict]:
                 arg_max(outcome_raw, seq) FILTER (WHERE outcome_raw IS NOT NULL) AS oraw,
                 arg_max(outcome, seq) FILTER (WHERE outcome IS NOT NULL) AS outcome
             FROM {ev} GROUP BY session_id
+        ), head AS (  -- the opening of the conversation: a re-exported or resumed copy repeats it verbatim
+            SELECT session_id, left(md5(string_agg(coalesce(type, '') || ':' || coalesce(left(text, 500), '') || ':'
+                       || coalesce(left(tool_input, 300), '') || ':' || strftime(ts, '%Y-%m-%dT%H:%M:%S'),
+                       chr(31) ORDER BY seq)), 16) AS opening
+            FROM (SELECT *, row_number() OVER (PARTITION BY session_id ORDER BY seq) AS rn FROM {ev}
+                  WHERE type <> 'span.outcome_evaluation_end')
+            WHERE rn <= 8 GROUP BY session_id
         )
         SELECT session_id,
             coalesce('task:' || (oraw->>'$.task_id'), 'task:' || (oraw->>'$.instance_id'),
-                     CASE WHEN length(first_request) >= 40 THEN 'request:' || left(md5(lower(regexp_replace(
-                         left(first_request, 2000), '\\s+', ' ', 'g'))), 16) END,
+                     'opening:' || opening,
                      'session:' || session_id) AS context,
             coalesce('user:' || (oraw->>'$.info.task.user_id'), 'user:' || (oraw->>'$.user_id'),
                      'task:' || (oraw->>'$.task_id'), 'team') AS voice,
             left(first_request, 1000) AS first_request, right(conclusion, 1000) AS conclusion, outcome,
             CASE WHEN lower(outcome) IN {_sql_list(SUCCESS_OUTCOMES)} THEN true
                  WHEN lower(outcome) IN {_sql_list(FAILURE_OUTCOMES)} THEN false END AS labelled_success
-        FROM per ORDER BY session_id"""
+        FROM per LEFT JOIN head USING (session_id) ORDER BY session_id"""
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from dreaming.curators.rules.miners import corrections, mistakes, preferences, workflows
+from dreaming.curators.rules.miners import commands, corrections, mistakes, preferences, workflows
 
 if TYPE_CHECKING:
     from dreaming.curators.rules.run import Run
@@ -24,6 +24,7 @@ class Miner(Protocol):
 MINERS: dict[str, Callable[[Run], None]] = {
     "mistakes": mistakes.mine,
     "workflows": workflows.mine,
+    "commands": commands.mine,
     "preferences": preferences.mine,
     "corrections": corrections.mine,
 }

@@ -20,7 +20,7 @@ from dreaming import ids, safety
 from dreaming.curators.rules.common import _cap, _clean, _confidence, _slug, _sources, _worst
 from dreaming.signals import failures, shell
 
-_KIND_RANK = {"setup": 0, "flag": 1, "line": 2, "swap": 3, "args": 4, "retry": 5}
+_KIND_RANK = {"setup": 0, "flag": 1, "operand": 2, "line": 3, "swap": 4, "args": 5, "retry": 6}
 _IMPORT = re.compile(r"^(?:from \S+ )?import ")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _CAP_ARG = re.compile(r"\(([A-Z]\w*)\)")
@@ -72,6 +72,15 @@ def _norm_key(c: dict) -> str:
     if c["kind"] != "line":
         return c["key"]
     return "line:" + _CAP_ARG.sub("(X)", _QUOTED.sub("'…'", c["key"][5:]))
+
+
+def _shown(k: str, examples: list) -> str:
+    """A line as the scripts wrote it when they agree; else its general form (``create_model(…)``)."""
+    said = Counter(c["key"][5:] for c, _ in examples)
+    top, k_top = said.most_common(1)[0]
+    if len(said) == 1 or (k_top >= 0.5 * len(examples) and "(X)" not in k):
+        return top
+    return k[5:].replace("(X)", "(…)")
 
 
 def _screen(run, rows: list[dict]) -> list[dict]:
@@ -136,16 +145,13 @@ def mine(run) -> None:
 def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: dict) -> None:
     kind = examples[best][0][0]["kind"]
     keys = [best]
-    if kind == "line":  # lines added together: the whole change (at most three, imports only when needed)
-        for k in rest:
-            if (examples[k][0][0]["kind"] == "line" and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best])
-                    and not _IMPORT.match(k[5:]) and len(keys) < 3):
-                keys.append(k)
-        for k in rest:  # the block a kept line sits in
-            if (k.endswith(":") and len(keys) < 4 and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best])):
-                keys.append(k)
+    if kind == "line":  # lines added together: the whole change, in script order
+        together = [k for k in rest if examples[k][0][0]["kind"] == "line"
+                    and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best]) and not _IMPORT.match(k[5:])]
+        keys += [k for k in together if not k.endswith(":")][:2]  # at most three lines that do something
+        keys += [k for k in together if k.endswith(":")][:2]  # and the blocks they sit in
         order: dict[str, int] = {}
-        for k in keys:  # as the script has them
+        for k in keys:
             pos = [i for c, e in examples[k] for i, x in enumerate(e["fix_candidates"]) if _norm_key(x) == k]
             order[k] = min(pos) if pos else 99
         keys.sort(key=lambda k: (order[k], k))
@@ -155,7 +161,7 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     lines = Counter(r.get("line") for r in rows if r.get("line"))
     line = sorted(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if lines else gkey[1]
     if kind == "line":
-        texts = [Counter(c["key"][5:] for c, _ in examples[k]).most_common(1)[0][0] for k in keys]
+        texts = [_shown(k, examples[k]) for k in keys]
         fix = "add " + ", ".join(f"`{t[:90]}`" for t in texts[:-1]) + (" and " if len(texts) > 1 else "") + \
             f"`{texts[-1][:90]}` to the script before it runs"
     else:

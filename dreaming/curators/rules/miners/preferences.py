@@ -4,14 +4,13 @@ A statement is a directive sentence a person wrote (dreaming.signals.queries.pre
 text, not a summary or reminder). Who said it matters (``voice``): for an agent that works with its own
 team (voice ``team``) a statement repeated in ``policy.min_sessions`` tasks is a preference (a single
 explicit correction is the corrections miner's business). For an agent that serves many people (each
-session names its user or persona: tau-bench's customers), what one person wants is about that person:
-a statement counts only when ``policy.min_sessions`` *different* people make it, and a first-person wish
-("I don't want travel insurance", "my card ending in 7334") is never a rule for the agent.
+session names its user or persona: tau-bench's customers), what a person asks for is about their own
+request ("No, I don't want travel insurance", "please use a gift card for any payment"), even when two
+customers say the same: it is never a rule for the agent, and such sessions' statements are not mined.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from datetime import datetime
 
@@ -20,9 +19,6 @@ from dreaming.curators.rules.common import _cap, _clean, _confidence, _fold_same
 from dreaming.curators.rules.similarity import cluster_duplicates, norm_text
 from dreaming.models import Change, Memory, Source
 from dreaming.signals import slot_of
-
-_FIRST_PERSON = re.compile(r"\b(?:i|i m|i am|i d|i ll|i ve|me|my|mine|myself|we|our|us)\b")
-
 
 def as_rule(text: str) -> str:
     """A person's statement as one rule: their words, capitalised, one closing stop (no statistics: support
@@ -50,8 +46,11 @@ def mine(run) -> None:
         run.notes.append(f"user messages that carry instructions aimed at the assistant (prompt injection), or "
                           f"commands that fetch and run code or destroy data ({', '.join(flags)}), were not mined "
                           f"as preferences: nothing from those sessions' user messages ({len(injected)} sessions)")
-    prefs = _fold_same_message([p for p in prefs if p["session_id"] not in injected
-                                and not (p.get("voice", "team") != "team" and _FIRST_PERSON.search(p["normalized"]))])
+    served = {p["session_id"] for p in prefs if p.get("voice", "team") != "team"}
+    if served:
+        run.notes.append(f"statements by the people this agent serves (a user or persona per session) are about their "
+                         f"own request, not rules for the agent; not mined ({len(served)} sessions)")
+    prefs = _fold_same_message([p for p in prefs if p["session_id"] not in injected and p["session_id"] not in served])
     prefs.sort(key=lambda p: (p["ts"], p["session_id"], p["event_id"], p["text"]))
     keyed: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     free: list[dict] = []
