@@ -86,6 +86,17 @@ class Memory(BaseModel):
     pinned: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # a rule split out of a hand-written instruction file (dreaming/instructions_file.py): the
+    # file's path relative to the imported folder ("CLAUDE.md") and the heading trail it sat under
+    # (["Commands", "Frontend"]); None / [] for every other memory. Added after v1 of the schema:
+    # version files written before it lack both columns and read as None / [].
+    origin: str | None = None
+    heading: list[str] = Field(default_factory=list)
+
+    @field_validator("heading", mode="before")
+    @classmethod
+    def _heading(cls, v: Any) -> Any:
+        return [] if v is None else v
 
     @field_validator("path")
     @classmethod

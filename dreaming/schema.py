@@ -70,6 +70,9 @@ MEMORY_SCHEMA = pa.schema(
         pa.field("pinned", pa.bool_()),
         pa.field("created_at", TS),
         pa.field("updated_at", TS),
+        # added later, nullable: older version files lack them (read as None / [])
+        pa.field("origin", pa.string()),  # the instruction file a rule was split from, e.g. "CLAUDE.md"
+        pa.field("heading", pa.list_(pa.string())),  # the heading trail it sat under
     ]
 )
 

@@ -19,10 +19,16 @@ from dreaming import ids
 from dreaming.atomic import write_parquet_atomic, write_text_atomic
 from dreaming.catalog import Catalog
 from dreaming.errors import BadInput, InvalidState
+from dreaming.instructions_file import KIND_SECTIONS, first_sentence, rank_key, render_instruction_file, \
+    split_instruction_file
 from dreaming.models import Memory, memories_from_table, memories_to_table, utcnow
 from dreaming.schema import KINDS, MAX_MEMORIES, TAINTS
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ""}
+EXPORT_FORMATS = {"dir": None, "claude-md": "CLAUDE.md", "agents-md": "AGENTS.md"}
+INDEX_NAMES = ("MEMORY.md", "MEMORY.index.md", "MEMORY.dreams-index.md")
+INDEX_MARKER = "<!-- dreams:memory-index"
+"""First line of the index ``export`` writes; ``read_memory_dir`` skips a root file that starts with it."""
 _SCOPE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.*-]+)?$")
 
 
@@ -130,18 +136,56 @@ class StoreService:
         store = self.catalog.get_store(ref)
         return store, self.read_version(store["id"], store["head_version"])
 
-    def export(self, ref: str, directory: Path, version: int | None = None) -> list[Path]:
-        """Write a version (default: head) out as files, one per memory path."""
+    def export(self, ref: str, directory: Path, version: int | None = None, format: str = "dir") -> list[Path]:
+        """Write a version (default: head) out as files; returns the files written.
+
+        ``format="dir"``: one file per memory path (front matter carries the metadata) and, last, the
+        index ``MEMORY.md`` (``render_index``; ``MEMORY.index.md`` if a memory holds ``/MEMORY.md``).
+        ``"claude-md"`` / ``"agents-md"``: one instruction file ``CLAUDE.md`` / ``AGENTS.md``
+        (``dreaming.instructions_file.render_instruction_file``). Every file is written atomically;
+        all paths are checked before the first one is written."""
+        if format not in EXPORT_FORMATS:
+            raise BadInput(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}", field="format")
         store = self.catalog.get_store(ref)
+        version = version or store["head_version"]
         memories = self.read_version(store["id"], version)
         directory = Path(directory)
-        written = []
-        for m in memories:
-            target = directory / m.path.lstrip("/")
-            if directory.resolve() not in target.resolve().parents:
+        if directory.exists() and not directory.is_dir():
+            raise BadInput("export target is not a folder", file=str(directory))
+        about = f"{store['name']} ({store['id']}) v{version}"
+        if format != "dir":
+            name = EXPORT_FORMATS[format]
+            note = (f"written by `dreams store export --format {format}` from store {about}, {len(memories)} "
+                    "memories; edit the store, not this file")
+            target = directory / name
+            if target.is_dir():
+                raise BadInput(f"{name} is a folder here; export into another folder", file=str(target))
+            return [write_text_atomic(render_instruction_file(memories, name, note), target,
+                                      self.settings.staging_dir)]
+        paths = {m.path.lstrip("/") for m in memories}
+        index_name = next(n for n in INDEX_NAMES if n not in paths)
+        root = directory.resolve()
+        plan = []
+        for m in sorted(memories, key=lambda m: m.path):
+            rel = m.path.lstrip("/")
+            target = directory / rel
+            if root not in target.resolve().parents:
                 raise BadInput(f"memory path escapes the export folder: {m.path!r}")
-            write_text_atomic(render_memory_file(m), target, self.settings.staging_dir)
-            written.append(target)
+            parents = rel.split("/")[:-1]
+            for i in range(1, len(parents) + 1):
+                above = "/".join(parents[:i])
+                if above in paths:
+                    raise BadInput(f"memory path {m.path!r} lies under another memory's file /{above}")
+                if (directory / above).exists() and not (directory / above).is_dir():
+                    raise BadInput(f"{above} is a file in the export folder, memory {m.path!r} needs a folder "
+                                   "there; export into an empty folder", file=str(directory / above))
+            if target.is_dir():
+                raise BadInput(f"{rel} is a folder in the export folder; export into an empty folder",
+                               file=str(target))
+            plan.append((m, target))
+        written = [write_text_atomic(render_memory_file(m), t, self.settings.staging_dir) for m, t in plan]
+        written.append(write_text_atomic(render_index(memories, about), directory / index_name,
+                                         self.settings.staging_dir))
         return written
 
 
@@ -161,7 +205,11 @@ def check_store_content(memories: list[Memory]) -> None:
 
 
 def read_memory_dir(directory: Path) -> list[Memory]:
-    """Markdown/text files of a folder as memories, keyed by relative path (Claude Code's shape)."""
+    """Markdown/text files of a folder as memories, keyed by relative path (Claude Code's shape).
+
+    A structured Markdown note without front matter (CLAUDE.md, AGENTS.md, any file with headings
+    or several bullets) becomes one memory per rule (``dreaming.instructions_file``). Hidden files
+    and the index that ``export`` writes at the root (recognised by its first line) are skipped."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BadInput("not a folder", file=str(directory))
@@ -175,13 +223,19 @@ def read_memory_dir(directory: Path) -> list[Memory]:
             content = f.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
             raise BadInput(f"not valid UTF-8 at byte {e.start}", file=str(f)) from None
-        meta, content = split_front_matter(content, str(f))
+        if len(rel.parts) == 1 and content.lstrip("\ufeff").startswith(INDEX_MARKER):
+            continue
+        meta, body = split_front_matter(content, str(f))
         try:
+            if not meta:  # no field of ours: hand-written, so split it if it is a structured note
+                memories.extend(split_instruction_file(rel.as_posix(), body,
+                                                       default_kind=_kind_from_path(rel.as_posix()), now=now))
+                continue
             memories.append(
                 Memory(
                     memory_id=ids.stable_id(ids.MEMORY, "dir", rel.as_posix()),
                     path="/" + rel.as_posix(),
-                    content=content,
+                    content=body,
                     kind=meta.pop("kind", None) or _kind_from_path(rel.as_posix()),
                     taint=meta.pop("taint", None) or "user",
                     created_at=now,
@@ -202,7 +256,8 @@ def _kind_from_path(rel: str) -> str:
 
 # --- optional front matter of memory files (docs/scenarios.md#front-matter) ---------------------
 
-FRONT_MATTER_FIELDS = ("key", "kind", "pinned", "valid_until", "first_seen", "last_seen", "confidence", "taint")
+FRONT_MATTER_FIELDS = ("key", "kind", "pinned", "valid_until", "first_seen", "last_seen", "confidence", "taint",
+                       "support", "origin", "heading")
 _FM_TIMES = ("valid_until", "first_seen", "last_seen")
 
 
@@ -211,7 +266,9 @@ def split_front_matter(text: str, file: str = "") -> tuple[dict, str]:
 
     ``---`` on the first line, YAML ``name: value`` lines, ``---`` alone on a line; the body is
     everything after that line. Recognised fields: key, kind, pinned, valid_until, first_seen,
-    last_seen (dates or RFC 3339 times, UTC when no zone is given), confidence (0-1), taint.
+    last_seen (dates or RFC 3339 times, UTC when no zone is given), confidence (0-1), taint,
+    support (distinct sessions, an integer >= 0), origin (the instruction file a rule was split
+    from) and heading (the heading it sat under: a string, or a list for nested headings).
     Other fields (e.g. Claude Code's ``name``/``description``/``type``) are ignored. A block that
     is not a YAML mapping (a Markdown rule followed by text) is content, not front matter. An empty
     block (``---``, ``---``) is front matter with no fields. Bad values raise ``BadInput`` naming the
@@ -262,6 +319,20 @@ def split_front_matter(text: str, file: str = "") -> tuple[dict, str]:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise BadInput(f"confidence must be a number from 0 to 1, got {value!r}", **where)
             out[name] = float(value)
+        elif name == "support":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BadInput(f"support must be a whole number >= 0, got {value!r}", **where)
+            out[name] = value
+        elif name == "origin":
+            if not isinstance(value, str) or not value.strip():
+                raise BadInput("origin must be a non-empty string (a file path)", **where)
+            out[name] = value.strip()
+        elif name == "heading":
+            items = [value] if isinstance(value, str | int | float) and not isinstance(value, bool) else value
+            if not isinstance(items, list) or not all(isinstance(h, str | int | float) and not isinstance(h, bool)
+                                                      for h in items):
+                raise BadInput("heading must be a string or a list of strings", **where)
+            out[name] = [str(h) for h in items]
         else:
             out[name] = _fm_time(value, where)
     return out, body
@@ -283,8 +354,12 @@ def _fm_time(value, where: dict) -> datetime:
 
 
 def memory_front_matter(m: Memory) -> dict:
-    """The front matter ``export`` writes for ``m``: key, kind (when the top folder would not give it),
-    pinned, valid_until and, with any of those, last_seen. Empty when the memory needs none."""
+    """The front matter ``export`` writes for ``m``, so that the text itself carries no statistics:
+    key, kind (when the top folder would not give it), pinned, valid_until, origin and heading (a rule
+    split from an instruction file), support and confidence (rounded to 2 places; when the memory was
+    learned from sessions or its confidence is not 1), taint (when it is not ``user``, the default a
+    folder reads with) and, with any of those, first_seen/last_seen. Empty when the memory needs none:
+    a plain hand-written file stays plain."""
     fm: dict = {}
     if m.key:
         fm["key"] = m.key
@@ -294,6 +369,17 @@ def memory_front_matter(m: Memory) -> dict:
         fm["pinned"] = True
     if m.valid_until is not None:
         fm["valid_until"] = m.valid_until.astimezone(UTC)
+    if m.origin:
+        fm["origin"] = m.origin
+        if m.heading:
+            fm["heading"] = m.heading[0] if len(m.heading) == 1 else list(m.heading)
+    if m.support > 0 or round(m.confidence, 2) != 1.0:
+        fm["support"] = int(m.support)
+        fm["confidence"] = round(float(m.confidence), 2)
+    if m.taint != "user":
+        fm["taint"] = m.taint
+    if fm and m.first_seen is not None:
+        fm["first_seen"] = m.first_seen.astimezone(UTC)
     if fm and m.last_seen is not None:
         fm["last_seen"] = m.last_seen.astimezone(UTC)
     return fm
@@ -308,3 +394,34 @@ def render_memory_file(m: Memory) -> str:
     if m.content.startswith("---\n") or m.content.startswith("---\r\n") or m.content.startswith("\ufeff---"):
         return "---\n---\n" + m.content  # an empty block keeps content that looks like front matter intact
     return m.content
+
+
+def render_index(memories: list[Memory], about: str = "") -> str:
+    """The ``MEMORY.md`` that ``export`` writes next to the files: every memory on one line, grouped by
+    kind (``KIND_SECTIONS``) and ranked (pinned first, then confidence, support, path):
+    ``- [title](relative/path.md) — first sentence (support N, confidence 0.xx)``. Its first line is
+    ``INDEX_MARKER``, so ``read_memory_dir`` never reads it back as a memory."""
+    from urllib.parse import quote
+
+    out = [f"{INDEX_MARKER}: written by `dreams store export`{' from ' + about if about else ''}; "
+           "rewritten on every export, never read back as a memory -->\n", "# Memory index\n\n",
+           f"{len(memories)} memories, most trusted first in each section.\n"]
+    for kind, title in KIND_SECTIONS:
+        group = sorted((m for m in memories if m.kind == kind), key=rank_key)
+        if not group:
+            continue
+        out.append(f"\n## {title}\n\n")
+        for m in group:
+            rel = m.path.lstrip("/")
+            if m.origin:  # a rule of an instruction file: where it sits there
+                label = " › ".join([m.origin, *m.heading])
+            else:
+                name = rel.rsplit("/", 1)[-1]
+                stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+                label = " ".join(w for w in re.split(r"[-_\s]+", stem) if w) or rel
+            label = label.replace("[", "(").replace("]", ")")
+            stats = ("pinned, " if m.pinned else "") + f"support {m.support}, confidence {m.confidence:.2f}"
+            sentence = first_sentence(m.content)
+            out.append(f"- [{label}]({quote(rel, safe='/-._~')})" + (f" — {sentence}" if sentence else "") +
+                       f" ({stats})\n")
+    return "".join(out)

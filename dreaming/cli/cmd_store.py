@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -83,16 +84,28 @@ def show(
                 title=f"v{version or s['head_version']}: {len(memories)} memories")
 
 
+class ExportFormat(str, Enum):
+    dir = "dir"
+    claude_md = "claude-md"
+    agents_md = "agents-md"
+
+
 @store_app.command("export")
 def export(
     store: str = typer.Argument(..., help="Store id or name."),
-    directory: Path = typer.Argument(..., help="Folder to write the memories into, one file per path."),
+    directory: Path = typer.Argument(..., help="Folder to write into."),
     version: int | None = typer.Option(None, help="A version other than the head."),
+    format_: ExportFormat = typer.Option(
+        ExportFormat.dir, "--format",
+        help="dir: one file per memory path plus the index MEMORY.md; claude-md / agents-md: one "
+             "instruction file DIR/CLAUDE.md / DIR/AGENTS.md."),
     json_: bool = JsonOpt,
 ) -> None:
-    """Write the head version (or --version) out as files."""
-    written = StoreService(Catalog()).export(store, directory, version)
+    """Write the head version (or --version) out as files, or as one CLAUDE.md / AGENTS.md."""
+    written = StoreService(Catalog()).export(store, directory, version, format=format_.value)
     if json_:
         print_json([str(p) for p in written])
+    elif format_ is ExportFormat.dir:
+        console.print(f"wrote {len(written) - 1} memory files and the index {written[-1]}")
     else:
-        console.print(f"wrote {len(written)} files under {directory}")
+        console.print(f"wrote {written[0]}")
