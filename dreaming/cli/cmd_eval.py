@@ -30,6 +30,9 @@ def eval_(
     real: Path | None = typer.Option(None, "--real", help="Report on a real set instead: a tau-bench file, a "
                                      "SWE-bench trajectory folder, or LoCoMo (folder or conversation file)."),
     conversations: int = typer.Option(0, "--conversations", help="LoCoMo: only the first N conversations (0 = all)."),
+    unlabelled_out: Path | None = typer.Option(
+        None, "--unlabelled-out", help="With --real (tau-bench, SWE-bench): write the memories that have no label "
+        "yet to FILE as JSONL in the labels format (label null), to fill in and append to the labels file."),
     json_: bool = JsonOpt,
 ) -> None:
     """Generate scenarios with known truth, dream over them with the real flow, and score the result."""
@@ -43,10 +46,13 @@ def eval_(
 
         check_credentials(Catalog().settings)
     say = (lambda *a, **k: None) if json_ else err_console.print
+    if unlabelled_out is not None and real is None:
+        fail("--unlabelled-out needs --real PATH")
     if real is not None:
         from dreaming.evaluation.realdata import print_real_report, run_real
 
-        report = run_real(real, curator=curator, model=model, limit=conversations or None, progress=say)
+        report = run_real(real, curator=curator, model=model, limit=conversations or None, progress=say,
+                          unlabelled_out=unlabelled_out)
         print_json(report) if json_ else print_real_report(report, console)
         return
     from dreaming.evaluation.runner import run_eval

@@ -33,6 +33,10 @@ def ingest(
         False, "--keep-secrets",
         help="Also keep the unredacted originals of redacted events in a sidecar under $DREAMS_HOME/originals/ "
              "(the lake itself is always redacted; default: the keep_secrets setting)."),
+    labels: Path | None = typer.Option(
+        None, "--labels",
+        help="Outcome labels for mini-swe-agent trajectories: SWE-bench's results_summary.csv or sb-cli report "
+             "JSON (default: one found beside the trajectories). Named instances get outcome resolved/unresolved."),
     json_: bool = JsonOpt,
 ) -> None:
     """Turn agent transcripts into immutable Parquet snapshots in the lake.
@@ -47,6 +51,13 @@ def ingest(
         check_name(agent, "agent")
     except BadInput as e:
         fail(f"--{e.field}: {e.reason}")
+    if labels is not None:
+        from dreaming.ingest.mini_swe_agent import read_labels
+
+        try:
+            read_labels(labels)
+        except BadInput as e:
+            fail(f"--labels: {e}")
     keep = True if keep_secrets else None  # None: the setting decides
     n_files = len(expand_paths(paths))
     show_bar = not json_ and err_console.is_terminal and n_files >= PROGRESS_MIN_FILES
@@ -59,9 +70,10 @@ def ingest(
         ) as bar:
             task = bar.add_task("ingest", total=n_files)
             report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent, keep_secrets=keep,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                  labels=labels, progress=lambda done, total: bar.update(task, completed=done, total=total))
     else:
-        report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent, keep_secrets=keep)
+        report = ingest_files(paths, catalog, fmt=format_, tenant=tenant, agent=agent, keep_secrets=keep,
+                              labels=labels)
 
     if json_:
         print_json(report.to_dict())

@@ -2,7 +2,8 @@
 
 - tau-bench (``*.json`` of trajectories) and SWE-bench mini-swe-agent folders (``*.traj.json``): ingest
   with the normal adapters (``--format auto``), dream once over an empty store, and list what was
-  mined with its support (distinct sessions), so that a person can judge it.
+  mined with its support (distinct sessions), each scored against the labelled real-data set
+  (``labels.py``: precision per data set, unlabelled memories listed to label).
 - LoCoMo (a folder with ``conversations/<n>.json``, or one such file): each conversation becomes one
   tenant whose sessions are written as Anthropic session-event JSONL by ``locomo_to_events`` (the
   adapter below) and ingested like any export; one dream per conversation; the promoted store is cut
@@ -269,11 +270,17 @@ def _overall(convs: list[dict]) -> list[dict]:
 
 
 def run_transcripts(path: Path, *, curator: str = "rules", model: str | None = None, work: Path,
-                    progress: Callable[[str], None] | None = None) -> dict:
-    """tau-bench / SWE-bench (any format the ingest adapters detect): one dream, and what it mined."""
+                    progress: Callable[[str], None] | None = None, labels_file: Path | None = None) -> dict:
+    """tau-bench / SWE-bench (any format the ingest adapters detect): one dream, what it mined, and
+    its precision against the labels (``labels_file``, default the shipped ``labels.LABELS_FILE``)."""
     from dreaming.catalog import Catalog
+    from dreaming.evaluation import labels as L
     from dreaming.ingest import ingest_files
     from dreaming.stores import StoreService
+
+    labels_file = Path(labels_file) if labels_file else L.LABELS_FILE
+    known = L.read_labels(labels_file)  # a bad labels file fails before the dream, not after
+    dataset = L.dataset_name(path)
 
     with use_lake(work / "lake", max_sessions_per_dream=5000) as settings:
         catalog = Catalog(settings)
@@ -284,32 +291,52 @@ def run_transcripts(path: Path, *, curator: str = "rules", model: str | None = N
         t0 = time.perf_counter()
         d, mems, changes = _dream(catalog, store["id"], curator, model)
         by_id = {m.memory_id: m for m in mems}
-        mined = []
+        mined, written = [], []
         for c in changes:
             if c.op in ("add", "update", "supersede") and c.memory_id in by_id:
-                m = by_id[c.memory_id]
+                m = by_id.pop(c.memory_id)  # a memory changed twice in one dream is written once
+                written.append(m)
                 mined.append({"op": c.op, "kind": m.kind, "path": m.path, "support": m.support,
-                              "confidence": round(m.confidence, 3), "taint": m.taint, "content": m.content})
+                              "confidence": round(m.confidence, 3), "taint": m.taint, "content": m.content,
+                              "fingerprint": L.memory_fingerprint(m)})
+        scored = L.score(written, known, dataset, len(d.session_ids))
+        label_of = {r["fingerprint"]: r["label"] for r in scored["memories"]}
+        for r in mined:
+            r["label"] = label_of[r["fingerprint"]]
         mined.sort(key=lambda r: (-r["support"], r["kind"], r["path"]))
-        return {"kind": "transcripts", "path": str(path), "curator": curator, "dream_id": d.id,
+        scored.pop("memories")  # the same rows as ``mined``, which carries fingerprint and label
+        return {"kind": "transcripts", "path": str(path), "dataset": dataset, "curator": curator, "dream_id": d.id,
                 "status": d.status, "promotion": d.promotion.state, "sessions": len(d.session_ids),
                 "files": len(rep.files), "dream_s": round(time.perf_counter() - t0, 3), "tokens": d.usage.total,
-                "counts": d.counts, "mined": mined}
+                "counts": d.counts, "labels": {"file": str(labels_file), **scored}, "mined": mined}
 
 
 def run_real(path: Path, *, curator: str = "rules", model: str | None = None, limit: int | None = None,
-             out_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """``dreams eval --real PATH``: LoCoMo is detected by its shape; anything else goes through ingest."""
+             out_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+             labels_file: Path | None = None, unlabelled_out: Path | None = None) -> dict:
+    """``dreams eval --real PATH``: LoCoMo is detected by its shape; anything else goes through ingest
+    and is scored against the labels. ``unlabelled_out``: also write the memories still to label
+    there (JSONL in the labels format, ``label: null``)."""
     path = Path(path)
     if not path.exists():
         raise BadInput("no such file or folder", file=str(path))
+    locomo = is_locomo(path)
+    if locomo and unlabelled_out is not None:
+        raise BadInput("LoCoMo is scored by evidence coverage, not labels: --unlabelled-out applies to "
+                       "tau-bench and SWE-bench", file=str(path))
     home = get_settings().home
     out = Path(out_dir) if out_dir else home / "evals" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-real-{path.stem}"
     out.mkdir(parents=True, exist_ok=True)
-    if is_locomo(path):
+    if locomo:
         report = run_locomo(path, curator=curator, model=model, limit=limit, work=out, progress=progress)
     else:
-        report = run_transcripts(path, curator=curator, model=model, work=out, progress=progress)
+        report = run_transcripts(path, curator=curator, model=model, work=out, progress=progress,
+                                 labels_file=labels_file)
+        if unlabelled_out is not None:
+            from dreaming.evaluation.labels import write_unlabelled
+
+            report["labels"]["unlabelled_out"] = str(unlabelled_out)
+            write_unlabelled(report["labels"], unlabelled_out)
     report["dir"] = str(out)
     write_text_atomic(json.dumps(report, indent=2, default=str) + "\n", out / "results.json", home / "_staging")
     return report
@@ -335,9 +362,31 @@ def print_real_report(report: dict, console) -> None:
         console.print(f"dream {report['dream_id']} over {report['sessions']} sessions: {report['status']}, "
                       f"promotion {report['promotion']}, {report['dream_s']:.1f} s, changes {report['counts']}")
         t = Table(title=f"mined from {report['path']}")
-        for h in ("support", "kind", "op", "path", "content"):
+        for h in ("support", "kind", "op", "label", "path", "content"):
             t.add_column(h, overflow="fold")
         for r in report["mined"]:
-            t.add_row(str(r["support"]), r["kind"], r["op"], r["path"], r["content"][:160])
+            t.add_row(str(r["support"]), r["kind"], r["op"], r.get("label") or "—", r["path"], r["content"][:160])
         console.print(t)
+        print_label_summary(report["labels"], console)
     console.print(f"results: {report['dir']}/results.json")
+
+
+def print_label_summary(lab: dict, console) -> None:
+    """The labelled-set lines of a transcripts report: precision, counts, and what is left to label."""
+    from rich.table import Table
+
+    c = lab["counts"]
+    prec = "—" if lab["precision"] is None else f"{lab['precision']:.3f}"
+    rate = "—" if lab["per_100_sessions"] is None else f"{lab['per_100_sessions']:.1f}"
+    console.print(f"{lab['dataset']}: {lab['written']} memories written, precision {prec} (useful / written), "
+                  f"{rate} per 100 sessions · " + " · ".join(f"{k} {c[k]}" for k in c), highlight=False)
+    if lab["to_label"]:
+        t = Table(title=f"to label ({len(lab['to_label'])}; not counted as useful): add them to {lab['file']}")
+        for h in ("fingerprint", "path", "content"):
+            t.add_column(h, overflow="fold")
+        for r in lab["to_label"]:
+            t.add_row(r["fingerprint"], r["path"], r["content"][:160])
+        console.print(t)
+    if lab.get("unlabelled_out"):
+        console.print(f"unlabelled memories written to {lab['unlabelled_out']} (fill in label and why, then append "
+                      "them to the labels file)")

@@ -3,7 +3,7 @@
     report = ingest_files([Path("sessions/")], Catalog(), fmt="auto", tenant="acme", agent="support")
 
 For each source file (directories expand recursively to their ``*.json``/``*.jsonl``/``*.ndjson``
-files; a file named explicitly is always read):
+files, SWE-bench's outcome labels files left out; a file named explicitly is always read):
 
 1. read it once (sha256 of the bytes; strict UTF-8; JSON or JSONL) and pick the adapter
    (``fmt="auto"`` sniffs the content, see ``detect.py``);
@@ -45,6 +45,7 @@ from dreaming.ingest.checks import TimeBounds
 from dreaming.ingest.commit import Staged, counts_of, known_snapshots, place_and_register, stage
 from dreaming.ingest.common import EventRows, Source, read_source
 from dreaming.ingest.detect import FORMATS, detect_format, get_adapter
+from dreaming.ingest.mini_swe_agent import LABEL_FILES, read_labels
 from dreaming.ingest.report import FileResult, IngestReport
 
 __all__ = [
@@ -85,6 +86,7 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
                 if f.is_file()
                 and f.name.endswith(INGEST_SUFFIXES)
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and f.name not in LABEL_FILES  # SWE-bench's evaluation files are outcome labels, not transcripts
             )
         else:
             found = [p]
@@ -108,9 +110,9 @@ class _Batch:
     """What every file of one ingest call shares: where to stage, the time bounds, the options."""
 
     def __init__(self, catalog: Catalog, fmt: str, tenant: str, agent: str | None, keep_secrets: bool,
-                 staging: Path):
+                 staging: Path, labels: Path | None = None):
         self.catalog, self.fmt, self.tenant, self.agent = catalog, fmt, tenant, agent
-        self.keep_secrets, self.staging = keep_secrets, staging
+        self.keep_secrets, self.staging, self.labels = keep_secrets, staging, labels
         self.bounds = TimeBounds.from_settings(catalog.settings)
 
 
@@ -123,16 +125,21 @@ def ingest_files(
     progress: Callable[[int, int], None] | None = None,
     keep_secrets: bool | None = None,
     recover: bool = True,
+    labels: Path | None = None,
 ) -> IngestReport:
     """Ingest source files into the lake; see the module docstring. Never raises for a bad file
-    (it is reported as failed); raises BadInput for a bad ``fmt``/``tenant``/``agent``.
+    (it is reported as failed); raises BadInput for a bad ``fmt``/``tenant``/``agent``/``labels``.
 
     ``keep_secrets`` (default: the ``keep_secrets`` setting) also keeps the unredacted originals of
-    redacted rows in a sidecar under ``originals/``; ``recover=False`` skips the fsck at the start."""
+    redacted rows in a sidecar under ``originals/``; ``recover=False`` skips the fsck at the start;
+    ``labels``: an outcome labels file for mini-swe-agent trajectories (else one found beside them,
+    see ``mini_swe_agent.LABEL_FILES``), read before anything is ingested."""
     check_name(tenant, "tenant")
     check_name(agent, "agent")
     if fmt != "auto":
         get_adapter(fmt)
+    if labels is not None:
+        read_labels(labels)
     settings = catalog.settings
     keep = settings.keep_secrets if keep_secrets is None else keep_secrets
     recovery = None
@@ -150,7 +157,7 @@ def ingest_files(
     known: dict[tuple[str, str], str] = {}
     conn = catalog.engine.connect()  # one catalog connection for the batch (this thread only)
     area = StagingArea(settings.staging_dir)
-    batch = _Batch(catalog, fmt, tenant, agent, keep, area.dir)
+    batch = _Batch(catalog, fmt, tenant, agent, keep, area.dir, labels)
 
     def flush() -> None:  # place and register the group, in input order (the first twin wins)
         place_and_register(catalog, conn, [(r, st) for _, r, st in sorted(group, key=_first)], known)
@@ -212,7 +219,7 @@ def _gc_paused() -> Iterator[None]:
 
 def ingest_file(path: Path, catalog: Catalog, fmt: str = "auto", tenant: str = "default",
                 agent: str | None = None, known: dict[tuple[str, str], str] | None = None,
-                keep_secrets: bool | None = None) -> FileResult:
+                keep_secrets: bool | None = None, labels: Path | None = None) -> FileResult:
     """Ingest one file, all or nothing (no fsck first). Returns its FileResult (status failed on
     bad input). ``known`` (from a batch) saves a catalog look-up; without it the catalog is asked."""
     keep = catalog.settings.keep_secrets if keep_secrets is None else keep_secrets
@@ -220,7 +227,7 @@ def ingest_file(path: Path, catalog: Catalog, fmt: str = "auto", tenant: str = "
         if known is None:
             known = known_snapshots(conn, tenant, agent)
             conn.rollback()
-        res, staged = _prepare(path, _Batch(catalog, fmt, tenant, agent, keep, area.dir), known)
+        res, staged = _prepare(path, _Batch(catalog, fmt, tenant, agent, keep, area.dir, labels), known)
         if staged is not None:
             place_and_register(catalog, conn, [(res, staged)], known)
     return res
@@ -263,6 +270,7 @@ def _prepare(path: Path, batch: _Batch, known: dict[tuple[str, str], str]) -> tu
         if not path.is_file():
             raise BadInput("not a regular file", file=str(path))
         src = read_source(path, batch.bounds)
+        src.labels = batch.labels
         sha = src.sha256
         # cheap no-op for a re-ingest, before mapping anything
         for f in FORMATS if fmt == "auto" else (fmt,):

@@ -83,6 +83,7 @@ class Source:
     bounds: TimeBounds | None = None  # plausible event times (None: from the settings, when first needed)
     issues: list[Issue] = field(default_factory=list)  # lines skipped or repaired (reported, never silent)
     ignored: dict[str, int] = field(default_factory=dict)  # records that hold no event by design, per kind
+    labels: Path | None = None  # an outcome labels file named with ``--labels`` (mini-swe-agent reads it)
 
     @cached_property
     def sha256(self) -> str:
