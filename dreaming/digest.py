@@ -12,6 +12,14 @@ neutralises anything in it that would close the block early.
 One token estimate is used everywhere (budget checks, bench/tokens.py): ``estimate_tokens(text) =
 ceil(len(text) / 4)`` — Anthropic's rule of thumb of ~4 characters per token for English text and
 code. It is an estimate, not a tokenizer: the budget adds a safety margin on top.
+
+Per session the digest carries (docs/claude.md, "What is sent"): the outcome (``success`` yes/no/unknown
+and the raw ``outcome`` label), the task key (``context``: trials of one task share it) and the person
+(``voice``); the task (the first request); each error with its failure class, the failed call, what the
+agent did next, the arguments that changed and the fix; the person's rejections, interrupts and
+corrections; preference statements; the tool sequence; and the agent's concluding message. The
+``contexts`` and ``corrections`` fields of ``Signals`` and the ``failure_class`` / ``fix`` / ``changed``
+columns of its errors are read with defaults, so a digest is built from signals with or without them.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dreaming.safety import after_fetch, clean_text
+from dreaming.safety import after_fetch, clean_text, dangerous, first_fetch
 from dreaming.signals import Signals
 
 CHARS_PER_TOKEN = 4
@@ -33,6 +41,17 @@ MAX_ERROR_CHARS = 160
 MAX_WORKAROUND_CHARS = 200
 MAX_PREFERENCE_CHARS = 280
 MAX_TOOL_STEPS = 30
+MAX_TASK_CHARS = 600  # the first request
+MAX_CONCLUSION_CHARS = 400  # the agent's concluding message
+MAX_CORRECTION_CHARS = 400  # the person's words around a rejection, interrupt or correction
+MAX_CORRECTIONS = 10  # correction lines per session; the rest are counted
+MAX_FIX_CHARS = 300  # the fix derived from a failed and a successful call
+MAX_CHANGED_ARGS = 8  # changed arguments named per error
+MAX_ARG_VALUE_CHARS = 60  # each side of a changed argument's value
+MAX_LABEL_CHARS = 80  # outcome, context and voice in the header
+
+#: failure classes that are control signals, not mistakes: the call after one is not a workaround
+CONTROL_CLASSES = frozenset({"user_rejection", "hook_block", "harness_format", "expected_failure"})
 
 _TAINT_RANK = {"trusted": 0, "user": 1, "tool_output": 2, "untrusted": 3}
 
@@ -68,6 +87,59 @@ def fence(label: str, body: str) -> str:
 
 def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+_BARE = re.compile(r"[\w.:/@+#=-]+")
+
+
+def _val(text, limit: int = MAX_LABEL_CHARS) -> str:
+    """A header value: bare when it is one plain token, else quoted (clipped, cleaned)."""
+    t = clip(str(text), limit)
+    return t if _BARE.fullmatch(t) else _q(t)
+
+
+def _flags(text: str | None) -> str:
+    """`` flags=injection,…`` when ``text`` reads as an injection, a fetch-and-run or a destructive command."""
+    bad = dangerous(text) if text else frozenset()
+    return f" flags={','.join(sorted(bad))}" if bad else ""
+
+
+def _shared(signals: Signals, context: str) -> bool:
+    """Whether several sessions of the selection share ``context`` (trials of one task, copies of one session)."""
+    counts = getattr(signals, "_context_counts", None)
+    if counts is None:
+        counts = {}
+        for c in getattr(signals, "contexts", []) or []:
+            counts[c.get("context")] = counts.get(c.get("context"), 0) + 1
+        object.__setattr__(signals, "_context_counts", counts)
+    return counts.get(context, 0) > 1
+
+
+def contexts_of(signals: Signals) -> dict[str, dict]:
+    """``Signals.contexts`` by session id (empty for signals without the field)."""
+    return {c["session_id"]: c for c in (getattr(signals, "contexts", None) or []) if c.get("session_id")}
+
+
+def corrections_of(signals: Signals, session_id: str) -> list[dict]:
+    rows = [c for c in (getattr(signals, "corrections", None) or []) if c.get("session_id") == session_id]
+    return sorted(rows, key=lambda r: (_ts(r.get("ts")), r.get("event_id") or ""))
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def task_event(signals: Signals, session_id: str, first_request: str | None) -> dict | None:
+    """The user message that carries a session's first request (``Signals.user_messages``), or None."""
+    if not first_request:
+        return None
+    want = _SPACE.sub(" ", first_request).strip()[:200]
+    msgs = sorted((m for m in signals.user_messages if m.get("session_id") == session_id and m.get("text")),
+                  key=lambda m: (m.get("seq") if m.get("seq") is not None else 0, _ts(m.get("ts"))))
+    for m in msgs:
+        have = _SPACE.sub(" ", m["text"]).strip()
+        if have[:200] == want or have.startswith(want) or want.startswith(have[:200]):
+            return m
+    return None
 
 
 def _ts(v) -> str:
@@ -106,8 +178,16 @@ def evidence_index(signals: Signals, session_ids: list[str]) -> EvidenceIndex:
         add(e.get("session_id"), e.get("event_id"), e.get("ts"))
         add(e.get("session_id"), e.get("failed_event_id"), None)
         add(e.get("session_id"), e.get("workaround_event_id"), e.get("workaround_ts"))
+        add(e.get("session_id"), e.get("fix_event_id"), e.get("fix_ts"))
     for p in signals.preferences:
         add(p.get("session_id"), p.get("event_id"), p.get("ts"))
+    for c in getattr(signals, "corrections", None) or []:
+        add(c.get("session_id"), c.get("event_id"), c.get("ts"))
+        add(c.get("session_id"), c.get("rejected_event_id"), None)
+    for sid, c in contexts_of(signals).items():
+        m = task_event(signals, sid, c.get("first_request"))
+        if m is not None:
+            add(sid, m.get("event_id"), m.get("ts"))
     for t in signals.tool_sequences:
         for te in t.get("tool_events") or []:
             add(t.get("session_id"), te.get("event_id"), te.get("ts"))
@@ -154,7 +234,8 @@ def session_digest(
     """The digest of one session: a header and one tagged line per signal.
 
     ``seen`` (text -> event id, shared by the digests of one batch) replaces a long text already shown
-    in the batch by ``same as [event_id]``: recurring errors and preferences are named once per batch.
+    in the batch by ``same as [event_id]``: recurring errors and preferences are named once per batch,
+    and a task already shown (trials of one task) by ``same as session <id>``.
     """
     taint = taint or {}
     seen = {} if seen is None else seen
@@ -167,6 +248,10 @@ def session_digest(
             seen.setdefault(text, eid)
         return text
 
+    def said(text: str, eid: str | None) -> str:
+        shown = once(text, eid)
+        return _q(shown) if shown == text else shown
+
     def tag(eid: str | None) -> str:
         if not eid:
             return ""
@@ -176,8 +261,9 @@ def session_digest(
 
     meta = next((s for s in signals.sessions if s.get("session_id") == session_id), {})
     seq = next((s for s in signals.tool_sequences if s.get("session_id") == session_id), {})
-    outcome = meta.get("outcome") or seq.get("outcome")
-    success = seq.get("success")
+    ctx = contexts_of(signals).get(session_id, {})
+    outcome = ctx.get("outcome") or meta.get("outcome") or seq.get("outcome")
+    success = ctx.get("success") if ctx.get("success") is not None else seq.get("success")
     head = [f"session {session_id}"]
     if meta.get("agent_id") or seq.get("agent_id"):
         head.append(f"agent={meta.get('agent_id') or seq.get('agent_id')}")
@@ -187,64 +273,117 @@ def session_digest(
         head.append(f"events={meta['events']}")
     if meta.get("errors"):
         head.append(f"errors={meta['errors']}")
+    if ctx.get("context") and _shared(signals, ctx["context"]):  # a context of its own says nothing
+        head.append(f"context={_val(ctx['context'])}")
+    if ctx.get("voice") and ctx["voice"] != "team":  # 'team': the data names no person
+        head.append(f"voice={_val(ctx['voice'])}")
     if outcome is not None:
-        head.append(f"outcome={outcome}")
-    if success is not None:
-        head.append(f"success={'yes' if success else 'no'}")
+        head.append(f"outcome={_val(outcome)}")
+    head.append(f"success={'unknown' if success is None else 'yes' if success else 'no'}")
     lines = [" ".join(head)]
 
+    # the task: the person's first request (trials of one task show it once per batch)
+    task = clip(ctx.get("first_request"), MAX_TASK_CHARS)
+    if task:
+        m = task_event(signals, session_id, ctx.get("first_request"))
+        anchor = " " + tag(m.get("event_id")) if m is not None and m.get("event_id") else ""
+        key = "\x00task\x00" + task
+        if len(task) > 40 and key in seen:
+            lines.append(f"- task{anchor}: same as session {seen[key]}")
+        else:
+            seen.setdefault(key, session_id)
+            lines.append(f"- task{anchor}{_flags(task)}: {_q(task)}")
+
     # errors, grouped by signature: one line per signature (first occurrence), with its workaround
+    corrections = corrections_of(signals, session_id)
+    # a rejection a correction line stands for is shown there (with the person's words), not as an error
+    covered = {c.get("rejected_event_id") for c in corrections if c.get("rejected_event_id")}
     by_sig: dict[str, list[dict]] = {}
     for e in signals.errors:
         if e.get("session_id") == session_id:
             by_sig.setdefault(e.get("signature") or e.get("text") or "", []).append(e)
     for sig, rows in by_sig.items():
+        if all(r.get("failure_class") == "user_rejection" and (r.get("failed_event_id") in covered
+                                                               or r.get("event_id") in covered) for r in rows):
+            continue
         rows = sorted(rows, key=lambda r: (_ts(r.get("ts")), r.get("event_id") or ""))
         e = rows[0]
         more = f" (×{len(rows)}, also {' '.join(tag(r.get('event_id')) for r in rows[1:3])})" if len(rows) > 1 else ""
         line = f"- error {tag(e.get('event_id'))}"
+        if e.get("failure_class"):
+            line += f" class={_val(e['failure_class'])}"
         if e.get("tool_name") and not sig.startswith(f"{e['tool_name']} | "):
             line += f" tool={e['tool_name']}"
         line += f" signature={_q(clip(sig, MAX_SIGNATURE_CHARS))}{more}"
         detail = clip(e.get("text"), MAX_ERROR_CHARS)
         if detail and detail != clip(sig, MAX_ERROR_CHARS):
-            shown = once(detail, e.get("event_id"))
-            line += f" text={_q(shown) if shown == detail else shown}"
+            line += f"{_flags(detail)} text={said(detail, e.get('event_id'))}"
         lines.append(line)
-        if e.get("failed_event_id") or e.get("failed_command"):
+        if e.get("failed_event_id") or e.get("failed_command") or e.get("failed_input"):
             f = f"  failed call {tag(e.get('failed_event_id'))}"
             if e.get("failed_tool") and e.get("failed_tool") != e.get("tool_name"):
                 f += f" tool={e['failed_tool']}"
-            if e.get("failed_command"):
-                f += f" cmd={_q(clip(e['failed_command'], MAX_WORKAROUND_CHARS))}"
+            f += _call_args(e.get("failed_command"), e.get("failed_input"))
             lines.append(f)
-        if e.get("workaround_event_id"):
+        if e.get("failure_class") in CONTROL_CLASSES:
+            continue  # a rejection, a hook, the harness or a failure meant to happen: what came next is no fix
+        retry = _call(signals, session_id, e.get("fix_event_id"))
+        if e.get("fix_event_id") and e.get("fix_event_id") != e.get("workaround_event_id"):
+            # the call that then succeeded with the same intent (the fix was derived from it), not the next call
+            w = f"  retry {tag(e['fix_event_id'])}"
+            if retry.get("label"):
+                w += f" tool={retry['label']}"
+            w += _call_args(retry.get("command"), retry.get("tool_input"))
+            after = retry.get("tool_input")
+        elif e.get("workaround_event_id") and (e.get("fix_event_id") == e["workaround_event_id"]
+                                               or not ("failure_class" in e and "fix_event_id" in e)):
+            # (where the signals pair fixes and found none, the next successful call is no workaround)
             w = f"  then {tag(e['workaround_event_id'])}"
             if e.get("workaround_tool"):
                 w += f" tool={e['workaround_tool']}"
-            if e.get("workaround_command"):
-                w += f" cmd={_q(clip(e['workaround_command'], MAX_WORKAROUND_CHARS))}"
-            elif e.get("workaround_input"):
-                w += f" input={_q(clip(e['workaround_input'], MAX_WORKAROUND_CHARS))}"
+            w += _call_args(e.get("workaround_command"), e.get("workaround_input"))
             if e.get("workaround_text") and not (e.get("workaround_command") or e.get("workaround_input")):
                 w += f" text={_q(clip(e['workaround_text'], MAX_WORKAROUND_CHARS))}"
+            after = e.get("workaround_input")
+        else:
+            w, after = "", None
+        changed = _changed(e.get("changed"), e.get("failed_input"), after)
+        if changed:
+            w = (w or "  retry") + f" changed={_q(changed)}"
+        if w:
             lines.append(w)
+        if e.get("fix"):
+            lines.append(f"  fix {_q(clip(e['fix'], MAX_FIX_CHARS))}")
 
-    for p in sorted(
-        (p for p in signals.preferences if p.get("session_id") == session_id),
-        key=lambda r: (_ts(r.get("ts")), r.get("event_id") or ""),
-    ):
-        line = f"- user {p.get('polarity') or 'says'} {tag(p.get('event_id'))}"
-        if p.get("key"):
-            line += f" key={p['key']}"
-        if p.get("value"):
-            line += f" value={_q(str(p['value']))}"
-        if p.get("avoid"):
-            avoid = p["avoid"] if isinstance(p["avoid"], list | tuple) else [p["avoid"]]
-            line += f" avoid={_q(', '.join(map(str, avoid)))}"
-        said = clip(p.get("text") or p.get("normalized"), MAX_PREFERENCE_CHARS)
-        shown = once(said, p.get("event_id"))
-        line += f" {_q(shown) if shown == said else shown}"
+    # the person's rejections, interrupts and corrections (a preference said in the same message joins it)
+    prefs = sorted((p for p in signals.preferences if p.get("session_id") == session_id),
+                   key=lambda r: (_ts(r.get("ts")), r.get("event_id") or ""))
+    pref_at = {p.get("event_id"): p for p in prefs if p.get("event_id")}
+    joined: set[str] = set()
+    for c in corrections[:MAX_CORRECTIONS]:
+        line = f"- user {c.get('kind') or 'correction'} {tag(c.get('event_id'))}"
+        if c.get("rejected_event_id") and c["rejected_event_id"] != c.get("event_id"):
+            line += f" of call {tag(c['rejected_event_id'])}"
+        if c.get("tool"):
+            line += f" tool={_val(c['tool'])}"
+        if c.get("command"):
+            line += f" cmd={_q(clip(c['command'], MAX_WORKAROUND_CHARS))}"
+        p = pref_at.get(c.get("event_id"))
+        if p is not None:
+            joined.add(c["event_id"])
+            line += _pref_slots(p)
+        words = clip(c.get("text"), MAX_CORRECTION_CHARS)
+        if words:
+            line += f"{_flags(words)} {said(words, c.get('event_id'))}"
+        lines.append(line)
+    if len(corrections) > MAX_CORRECTIONS:
+        lines.append(f"- …+{len(corrections) - MAX_CORRECTIONS} more rejections/corrections")
+
+    for p in prefs:
+        if p.get("event_id") in joined:
+            continue
+        line = f"- user {p.get('polarity') or 'says'} {tag(p.get('event_id'))}" + _pref_slots(p)
+        line += " " + said(clip(p.get("text") or p.get("normalized"), MAX_PREFERENCE_CHARS), p.get("event_id"))
         lines.append(line)
 
     tool_events = seq.get("tool_events") or []
@@ -255,7 +394,78 @@ def session_digest(
         anchor = " " + tag(tool_events[0].get("event_id")) if tool_events and tool_events[0].get("event_id") else ""
         lines.append(f"- tools{anchor}: {' > '.join(shown)}")
 
+    # the agent's concluding message; after the agent read external content it may repeat that content
+    end = clip(ctx.get("conclusion"), MAX_CONCLUSION_CHARS)
+    if end:
+        fetched = session_id in first_fetch([seq]) if seq else False
+        lines.append(f"- end{' taint=untrusted' if fetched else ''}{_flags(end)}: {_q(end)}")
+
     return SessionDigest(session_id=session_id, text="\n".join(lines), event_ids=sorted(set(cited)))
+
+
+def _pref_slots(p: dict) -> str:
+    out = ""
+    if p.get("key"):
+        out += f" key={p['key']}"
+    if p.get("value"):
+        out += f" value={_q(str(p['value']))}"
+    if p.get("avoid"):
+        avoid = p["avoid"] if isinstance(p["avoid"], list | tuple) else [p["avoid"]]
+        out += f" avoid={_q(', '.join(map(str, avoid)))}"
+    return out
+
+
+def _args(raw) -> dict | None:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str) and raw.lstrip().startswith("{"):
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            return None
+        return v if isinstance(v, dict) else None
+    return None
+
+
+def _changed(names, failed_input, retry_input) -> str:
+    """The arguments that differed between the failed call and the call that then succeeded:
+    ``name: old → new`` where both calls' inputs are known, else the names (flags, for a shell call)."""
+    if isinstance(names, str):
+        names = [names]
+    names = [str(n) for n in (names or [])]
+    if not names:
+        return ""
+    before, after = _args(failed_input), _args(retry_input)
+    parts = []
+    for n in names[:MAX_CHANGED_ARGS]:
+        if before is not None and after is not None and (n in before or n in after):
+            old = clip(json.dumps(before.get(n), ensure_ascii=False), MAX_ARG_VALUE_CHARS) if n in before else "(none)"
+            new = clip(json.dumps(after.get(n), ensure_ascii=False), MAX_ARG_VALUE_CHARS) if n in after else "(none)"
+            parts.append(f"{clip(n, MAX_ARG_VALUE_CHARS)}: {old} → {new}")
+        else:
+            parts.append(clip(n, MAX_ARG_VALUE_CHARS))
+    more = len(names) - MAX_CHANGED_ARGS
+    return "; ".join(parts) + (f"; +{more} more" if more > 0 else "")
+
+
+def _call_args(command, tool_input) -> str:
+    if command:
+        return f" cmd={_q(clip(command, MAX_WORKAROUND_CHARS))}"
+    if tool_input:
+        return f" input={_q(clip(tool_input, MAX_WORKAROUND_CHARS))}"
+    return ""
+
+
+def _call(signals: Signals, session_id: str, event_id: str | None) -> dict:
+    """A tool call of ``Signals.calls`` by event id (empty when unknown)."""
+    if not event_id:
+        return {}
+    calls = getattr(signals, "calls", None) or []
+    cached = getattr(signals, "_digest_calls", None)
+    if cached is None or cached[0] is not calls:  # built once per list of calls
+        cached = (calls, {(c.get("session_id"), c.get("event_id")): c for c in calls})
+        object.__setattr__(signals, "_digest_calls", cached)
+    return cached[1].get((session_id, event_id)) or {}
 
 
 def build_digests(signals: Signals, session_ids: list[str]) -> list[SessionDigest]:
@@ -264,10 +474,21 @@ def build_digests(signals: Signals, session_ids: list[str]) -> list[SessionDiges
     return [session_digest(signals, sid, idx.taint) for sid in session_ids]
 
 
+def by_context(signals: Signals, session_ids: list[str]) -> list[str]:
+    """``session_ids`` with the sessions of one context (``Signals.contexts``) moved next to the first of them."""
+    ctx = contexts_of(signals)
+    groups: dict[str, list[str]] = {}
+    for sid in session_ids:
+        groups.setdefault((ctx.get(sid) or {}).get("context") or f"session:{sid}", []).append(sid)
+    return [sid for group in groups.values() for sid in group]
+
+
 def build_batches(
     signals: Signals, session_ids: list[str], max_tokens: int, max_sessions: int = 50
 ) -> list[list[SessionDigest]]:
-    """Digests of ``session_ids`` (in order) in consecutive batches of at most ``max_tokens`` (estimated).
+    """Digests of ``session_ids`` in consecutive batches of at most ``max_tokens`` (estimated), in order,
+    except that sessions of one context (trials of one task) follow the first of them (``by_context``), so
+    that a batch can contrast the failed and the successful trials.
 
     Long texts repeated within a batch are shown once (see ``session_digest``); a digest that does not
     fit starts a new batch and is rendered again there, so a reference never points outside its batch.
@@ -277,7 +498,7 @@ def build_batches(
     cur: list[SessionDigest] = []
     seen: dict[str, str] = {}
     size = 0
-    for sid in session_ids:
+    for sid in by_context(signals, session_ids):
         trial = dict(seen)
         d = session_digest(signals, sid, idx.taint, trial)
         if cur and (size + d.tokens > max_tokens or len(cur) >= max_sessions):

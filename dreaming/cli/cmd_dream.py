@@ -11,7 +11,7 @@ from dreaming import leases
 from dreaming.catalog import Catalog
 from dreaming.cli import app
 from dreaming.cli.common import (JsonOpt, console, err_console, fail, parse_since, prefect_defaults, print_json,
-                                 print_table)
+                                 print_table, read_instructions)
 from dreaming.dreams import DreamService, Selection
 from dreaming.models import Dream
 from dreaming.report import diff_rows, render_report
@@ -73,13 +73,7 @@ def run(
     json_: bool = JsonOpt,
 ) -> None:
     """Run a dream on a store: read → curate → output → gate → promote (or await approval)."""
-    if instructions and instructions_file:
-        fail("give --instructions or --instructions-file, not both")
-    if instructions_file:
-        try:
-            instructions = instructions_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            fail(f"{instructions_file}: {e}")
+    instructions = read_instructions(instructions, instructions_file)
     if curator == "claude":
         from dreaming.curators.claude import check_credentials
 

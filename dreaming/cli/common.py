@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -79,3 +80,15 @@ def prefect_defaults() -> None:
     """
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def read_instructions(text: str | None, file: Path | None) -> str | None:
+    """The dream's instructions from ``--instructions`` or ``--instructions-file`` (not both)."""
+    if text and file:
+        fail("give --instructions or --instructions-file, not both")
+    if file:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"{file}: {e}")
+    return text
