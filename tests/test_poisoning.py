@@ -112,8 +112,7 @@ def test_invisible_characters_are_stripped_not_fatal(lake):
     d, _, result, gate = dream_auto(cat, store["id"])
     assert gate.success and d.promotion.state == "promoted", gate.summary()
     head = StoreService(cat).read_version(store["id"])
-    assert [m.content for m in head] == [
-        "User preference (indentation): Always use 4 spaces for indentation, not tabs (stated in 3 sessions)."]
+    assert [m.content for m in head] == ["Always use 4 spaces for indentation, not tabs."]
     report = (lake.dreams_dir / d.id / "report.md").read_text(encoding="utf-8")
     assert "invisible or bidi characters" in report
 

@@ -112,15 +112,20 @@ def _selection(con: duckdb.DuckDBPyConnection, session_ids: list[str], tenant: s
 TEMPLATE_SHARE = 0.5
 
 
-def _without_templates(preferences: list[dict], n_sessions: int) -> list[dict]:
-    """Drop sentences of the task text that most sessions open with: a harness's prompt template (mini-swe-agent's
-    instructions), not a person's words. A person does not type the same sentence into half their tasks."""
+def _without_templates(preferences: list[dict], n_sessions: int, user_messages: list[dict]) -> list[dict]:
+    """Drop sentences of the task text that most sessions open with, around task text that differs: a harness's
+    prompt template (mini-swe-agent's instructions), not a person's words. A person does not type the same
+    sentence into half their tasks next to different requests (a person who opens every session with just
+    "always use uv" is still a person)."""
+    first: dict[str, str] = {}
+    for m in user_messages:
+        first.setdefault(m["session_id"], m["text"] or "")
     opened: dict[str, set[str]] = {}
     for p in preferences:
         if p.get("in_task"):
             opened.setdefault(p["normalized"], set()).add(p["session_id"])
     floor = max(4, TEMPLATE_SHARE * n_sessions)
-    template = {t for t, ss in opened.items() if len(ss) >= floor}
+    template = {t for t, ss in opened.items() if len(ss) >= floor and len({first.get(s, "") for s in ss}) > 1}
     return [p for p in preferences if not (p.get("in_task") and p["normalized"] in template)]
 
 
@@ -158,7 +163,7 @@ def extract_signals(con, session_ids: list[str], policy: Policy | None = None, *
     by_session = {c["session_id"]: c for c in contexts}
     for c in contexts:
         c["success"] = c.pop("labelled_success") if c.get("labelled_success") is not None else success.get(c["session_id"])
-    preferences = _without_templates(preferences, len(contexts))
+    preferences = _without_templates(preferences, len(contexts), user_messages)
     for p in preferences:
         p.update(slot_of(p["normalized"]))
         ctx = by_session.get(p["session_id"], {})

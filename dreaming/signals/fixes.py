@@ -129,7 +129,7 @@ def candidates(calls: list[dict], fi: int, ri: int) -> list[dict]:
     if suffix:
         was, now = suffix
         out.append({"kind": "operand", "key": f"operand:+{now[len(was):]}", "changed": [],
-                    "text": f"name it `{now}`, not `{was}` (add `{now[len(was):]}`)"})
+                    "text": f"name it `{now}`, not `{was}`: the name takes `{now[len(was):]}`"})
     if fs.program and rs.program and fs.program != rs.program:
         head = _intent(fs)
         at = _find(rs.argv, head)
@@ -163,9 +163,11 @@ def _operand_suffix(fs: shell.Shell, rs: shell.Shell) -> tuple[str, str] | None:
     if len(a) != len(b):
         return None
     diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
-    if len(diff) == 1 and diff[0][1].startswith(diff[0][0]) and re.fullmatch(r"[\w.-]{2,20}", diff[0][1][len(diff[0][0]):]):
-        return diff[0]
-    return None
+    if len(diff) != 1 or not diff[0][1].startswith(diff[0][0]):
+        return None
+    was, now = diff[0]
+    suffix = now[len(was):].split(".")[0]  # `forms` -> `forms_tests.tests.test_x`: the name took `_tests`
+    return (was, was + suffix) if re.fullmatch(r"[\w-]{1,20}", suffix) else None
 
 
 def _intent(sh: shell.Shell) -> tuple[str, ...]:
@@ -211,6 +213,10 @@ def annotate(errors: list[dict], calls: list[dict]) -> None:
     for c in calls:
         by_session.setdefault(c["session_id"], []).append(c)
     index = {sid: {c["seq"]: i for i, c in enumerate(cs)} for sid, cs in by_session.items()}
+    # a call whose failure is information (a test run failing on an assertion) did run: the error before it
+    # is fixed even though that call "failed"
+    ran = {(e["session_id"], e["failed_event_id"]) for e in errors
+           if e.get("failure_class") == failures.EXPECTED_FAILURE and e.get("failed_event_id")}
     for e in errors:
         e.update(fix=None, fix_key=None, changed=[], fix_event_id=None, fix_ts=None, fix_candidates=[], fix_cost=None)
         if e.get("failure_class") != failures.TOOL_ERROR or e.get("failed_seq") is None:
@@ -220,7 +226,8 @@ def annotate(errors: list[dict], calls: list[dict]) -> None:
         if fi is None:
             continue
         f = cs[fi]
-        ri = next((i for i in range(fi + 1, len(cs)) if cs[i]["seq"] - f["seq"] <= GAP and not cs[i]["failed"]
+        ri = next((i for i in range(fi + 1, len(cs)) if cs[i]["seq"] - f["seq"] <= GAP
+                   and (not cs[i]["failed"] or (e["session_id"], cs[i]["event_id"]) in ran)
                    and _same_intent(f, cs[i])), None)
         if ri is None:
             continue

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ import pytest
 
 from dreaming.catalog import Catalog
 from dreaming.stores import StoreService
-from tests.factories import write_sessions
+from tests.factories import T0, write_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -94,7 +95,8 @@ def _browse(chromium: str, url: str, profile: Path, screenshot: Path | None = No
 def test_flow_run_page_shows_the_diff_artifact(server, lake, tmp_path):
     chromium = _chromium()
     StoreService(Catalog(lake)).create("support-bot", scope="acme")
-    write_sessions(lake, [{"session_id": f"sesn_ui_{i}", "events": [
+    # three sessions at different times (the same events at the same times would be copies of one session)
+    write_sessions(lake, [{"session_id": f"sesn_ui_{i}", "start": T0 + timedelta(hours=i), "events": [
         ("user", "always use uv, never pip"), ("assistant", "noted, using uv")]} for i in range(3)])
     env = {**server["env"], "DREAMS_HOME": str(lake.home)}
     run = subprocess.run(

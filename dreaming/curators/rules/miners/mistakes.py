@@ -22,7 +22,6 @@ from dreaming.signals import failures, shell
 
 _KIND_RANK = {"setup": 0, "flag": 1, "operand": 2, "line": 3, "swap": 4, "args": 5, "retry": 6}
 _IMPORT = re.compile(r"^(?:from \S+ )?import ")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _CAP_ARG = re.compile(r"\(([A-Z]\w*)\)")
 _WORKAROUND_FIELDS = ("workaround_event_id", "workaround_ts", "workaround_tool", "workaround_input",
                       "workaround_command", "workaround_text")
@@ -71,7 +70,7 @@ def readable(line: str) -> str:
 def _norm_key(c: dict) -> str:
     if c["kind"] != "line":
         return c["key"]
-    return "line:" + _CAP_ARG.sub("(X)", _QUOTED.sub("'…'", c["key"][5:]))
+    return "line:" + _CAP_ARG.sub("(X)", c["key"][5:])  # quoted names stay: `sys.modules['x']` ≠ `['x.y']`
 
 
 def _shown(k: str, examples: list) -> str:
@@ -148,7 +147,11 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     if kind == "line":  # lines added together: the whole change, in script order
         together = [k for k in rest if examples[k][0][0]["kind"] == "line"
                     and len(ctx[k] & ctx[best]) >= 0.6 * len(ctx[best]) and not _IMPORT.match(k[5:])]
-        keys += [k for k in together if not k.endswith(":")][:2]  # at most three lines that do something
+        doing = [k for k in together if not k.endswith(":")]
+        if len(doing) > 2:  # more changed with it than a memory can state: a half fix is worse than none
+            run.notes.append(f"{gkey[1]!r} from {gkey[0]}: the fix changed more than three lines; not written")
+            return
+        keys += doing
         keys += [k for k in together if k.endswith(":")][:2]  # and the blocks they sit in
         order: dict[str, int] = {}
         for k in keys:
