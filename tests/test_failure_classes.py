@@ -211,3 +211,20 @@ def test_a_re_exported_copy_counts_once_but_the_same_request_twice_is_two_tasks(
     assert ctx["day1"] == ctx["day1-copy"] != ctx["day9"]
     (pref,) = [c for c in curate(sig, sessions) if c.kind == "preference"]
     assert pref.support == 2  # two tasks, not three sessions
+
+
+def test_a_value_class_is_the_fix_only_when_the_error_is_about_that_kind_of_value(lake):
+    """'certificate cannot be used' is about certificates; 'gift card balance is not enough' is about one
+    card's balance: "do not pay with a gift card" would be wrong."""
+    def sess(i):
+        return {"session_id": f"g{i}", "start": T0 + timedelta(hours=i), "events": [
+            ("outcome", "1.0", {"task_id": i, "info": {"task": {"user_id": f"user_{i}"}}}),
+            ("tool_use", "update_reservation_flights", {"reservation_id": "R1", "payment_id": f"gift_card_{i}00"}),
+            ("tool_result", "Error: gift card balance is not enough", True),
+            ("tool_use", "update_reservation_flights", {"reservation_id": "R1", "payment_id": f"credit_card_{i}1"}),
+            ("tool_result", '{"reservation_id": "R1"}'),
+        ]}
+    sessions = [sess(i) for i in range(3)]
+    sig = signals(lake, sessions)
+    assert all(e["fix_candidates"] == [] for e in sig.errors)
+    assert not [c for c in curate(sig, sessions) if c.kind == "mistake"]

@@ -197,6 +197,20 @@ def _same_intent(f: dict, c: dict) -> bool:
                 and _find(cs.argv, _intent(fs)) is not None)
 
 
+_STATE = re.compile(r"(?i)\b(?:balance|enough|insufficient|limit|exceed\w*|available|remaining|quota|left|full|"
+                    r"expired|too (?:many|few|large|small|long))\b")
+
+
+def _about_the_value(c: dict, line: str) -> bool:
+    """A value-class fix (``do not pass certificate_…``) holds when the error is about that kind of value
+    ("certificate cannot be used to update reservation"), not about the state of one such value ("gift card
+    balance is not enough": another gift card may do)."""
+    if c["kind"] != "args" or "=" not in c["key"]:
+        return True
+    word = c["key"].split("=", 1)[1].rstrip("…").strip("_- ").replace("_", " ").lower()
+    return bool(word) and word in line.lower() and not _STATE.search(line)
+
+
 def _restates(c: dict, line: str) -> bool:
     """A setup step that creates or installs exactly what the error names as missing (``No module named
     'reproduce_app'`` -> ``mkdir reproduce_app``; ``No module named 'x'`` -> ``pip install x``): the error
@@ -231,7 +245,8 @@ def annotate(errors: list[dict], calls: list[dict]) -> None:
                    and _same_intent(f, cs[i])), None)
         if ri is None:
             continue
-        found = [c for c in candidates(cs, fi, ri) if not _restates(c, e.get("line") or "")]
+        line = e.get("line") or ""
+        found = [c for c in candidates(cs, fi, ri) if not _restates(c, line) and _about_the_value(c, line)]
         if not found:
             continue
         tries = sum(1 for c in cs[: fi + 1] if c.get("label") == f.get("label") and c.get("failed")
