@@ -45,10 +45,13 @@ def backfill(
     instructions: str | None = None,
     output_behavior: Literal["create_new", "update_existing"] = "update_existing",
     require_approval: bool = False,
-    approval_timeout_s: int = 3600,
     dry_run: bool = False,
 ) -> dict:
-    """Dream ``store`` once per UTC day from ``start`` to ``end`` (YYYY-MM-DD, both included)."""
+    """Dream ``store`` once per UTC day from ``start`` to ``end`` (YYYY-MM-DD, both included).
+
+    A backfill never waits on a person: a day whose dream needs review (asked for, or the gate wants one)
+    is recorded ``awaiting_approval`` and the backfill moves on; the summary lists what waits, for
+    ``dreams approve``."""
     log = get_run_logger()
     cat = Catalog()
     plan = plan_backfill(cat, store, start, end)
@@ -62,7 +65,7 @@ def backfill(
                 state = run_dream_to_state(
                     dream_flow, store=store_row["id"], day=item.day, dream_id=item.dream_id, curator=curator,
                     model=model, instructions=instructions, output_behavior=output_behavior,
-                    require_approval=require_approval, approval_timeout_s=approval_timeout_s,
+                    require_approval=require_approval, approval_timeout_s=0,  # never pause: see docstring
                 )
             try:
                 fill_outcome(item, cat.get_dream(item.dream_id))
@@ -73,8 +76,9 @@ def backfill(
             log.info("%s: %s / %s", item.day, item.status, item.promotion)
     rows = [i.row() for i in plan]
     failed = [i for i in plan if not dry_run and day_failed(i)]
+    waiting = [i.dream_id for i in plan if i.promotion == "awaiting_approval"]
     summary = {"store": store_row["name"], "store_id": store_row["id"], "start": plan[0].day, "end": plan[-1].day,
-               "dry_run": dry_run, "days": rows, "failed_days": [i.day for i in failed]}
+               "dry_run": dry_run, "days": rows, "failed_days": [i.day for i in failed], "awaiting_approval": waiting}
     create_table_artifact(
         key=artifact_key(store_row["name"], "backfill"), table=rows,
         description=f"Backfill of {store_row['name']} {plan[0].day}..{plan[-1].day}"
@@ -83,4 +87,5 @@ def backfill(
     if failed:
         why = "; ".join(f"{i.day}: {i.error or i.promotion or i.status}" for i in failed)
         return Failed(message=f"{len(failed)} of {len(plan)} days failed ({why})", data=summary)
-    return Completed(message=f"{len(plan)} days", data=summary)
+    return Completed(message=f"{len(plan)} days" + (f", {len(waiting)} awaiting approval" if waiting else ""),
+                     data=summary)

@@ -108,9 +108,9 @@ def fleet(
 ) -> dict:
     """Dream every store matching ``scope`` (tenant, scope or glob) and/or ``stores`` (ids or names).
 
-    ``only_new`` keeps only stores with sessions not yet dreamt over. With ``require_approval``
-    each dream records `awaiting_approval` and returns (review with `dreams approve`): a fleet never
-    blocks a worker thread on a pause.
+    ``only_new`` keeps only stores with sessions not yet dreamt over. A fleet never waits on a person: a
+    dream that needs review (``require_approval``, or the gate wants one) records `awaiting_approval` and
+    returns (review with `dreams approve`); the summary lists what waits.
     """
     log = get_run_logger()
     chosen = select_fleet_stores(Catalog(), scope=scope, stores=stores, only_new=only_new)
@@ -121,7 +121,7 @@ def fleet(
     ensure_fleet_limit(max_concurrency)
     options = {"since": since, "day": day, "curator": curator, "model": model, "instructions": instructions,
                "output_behavior": output_behavior, "require_approval": require_approval,
-               "approval_timeout_s": 0 if require_approval else 3600}
+               "approval_timeout_s": 0}  # never pause a worker on a person
     # A retried fleet run resumes the same dreams (ids derive from this flow run and the store).
     futures = [dream_store.submit(s, ids.stable_id(ids.DREAM, "fleet", flow_run.id, s["id"]), options)
                for s in chosen]
@@ -130,11 +130,14 @@ def fleet(
     create_table_artifact(key="fleet-summary", table=rows,
                           description=f"Fleet: {len(rows) - len(failed)} of {len(rows)} stores dreamt"
                           + (f", {len(failed)} failed" if failed else ""))
-    summary = {"stores": len(rows), "dry_run": False, "rows": rows, "failed": [r["store"] for r in failed]}
+    waiting = [r["dream_id"] for r in rows if r.get("promotion") == "awaiting_approval" and r.get("dream_id")]
+    summary = {"stores": len(rows), "dry_run": False, "rows": rows, "failed": [r["store"] for r in failed],
+               "awaiting_approval": waiting}
     if failed:
         why = "; ".join(f"{r['store']}: {r['error'] or r['promotion'] or r['status']}" for r in failed)
         return Failed(message=f"{len(failed)} of {len(rows)} stores failed ({why})", data=summary)
-    return Completed(message=f"{len(rows)} stores dreamt", data=summary)
+    return Completed(message=f"{len(rows)} stores dreamt" + (f", {len(waiting)} awaiting approval" if waiting else ""),
+                     data=summary)
 
 
 def fleet_flow(runner: Literal["threads", "dask"] = "threads", workers: int = DEFAULT_WORKERS,

@@ -25,6 +25,8 @@ def _finish(state, what: str, json_: bool, rows: str, columns: list[str], title:
         print_table(summary[rows], columns, title=title.format(**summary))
         if summary[failed]:
             console.print(f"[red]failed:[/] {', '.join(summary[failed])}")
+        for dream_id in summary.get("awaiting_approval") or []:
+            console.print(f"awaiting approval: dreams review {dream_id}, then dreams approve {dream_id}")
     raise typer.Exit(1 if summary[failed] else 0)
 
 
@@ -74,8 +76,7 @@ def backfill(
 
     state = backfill_flow(store=store, start=from_, end=to, curator=curator, model=model,
                           instructions=instructions, output_behavior=output_behavior,
-                          require_approval=require_approval, approval_timeout_s=0 if require_approval else 3600,
-                          return_state=True)
+                          require_approval=require_approval, return_state=True)
     _finish(state, "backfill", json_, "days", BACKFILL_COLUMNS, "backfill of {store}", "failed_days")
 
 

@@ -119,3 +119,30 @@ def test_a_failed_day_is_reported_and_the_rest_go_on(prefect_harness, lake, fast
     rows = {r["day"]: r for r in again.result()["days"]}
     assert [rows[d]["action"] for d in DAYS] == ["done", "run", "done"]
     assert rows["2026-11-03"]["dream_id"] != middle and rows["2026-11-03"]["promotion"] == "promoted"
+
+
+def test_a_backfill_never_waits_on_a_person(prefect_harness, lake, fast_dream):
+    """On real transcripts the gate nearly always asks for a person (a mistake mined from tool output is
+    actionable). The backfill records each such day awaiting approval and moves on, listing what waits."""
+    import time
+
+    store = StoreService(Catalog(lake)).create("needs-review", scope="acme")
+    sessions = []
+    for i in range(2):
+        for j in range(2):
+            sessions.append({"session_id": f"sesn_r{i}_{j}", "start": DAY0 + timedelta(days=i, hours=j), "events": [
+                ("user", f"Add the dependency number {i}{j} and make sure the whole test suite still passes"),
+                ("tool_use", "bash", {"command": f"pip install requests=={i}.{j}"}),
+                ("tool_result", "error: externally-managed-environment", True),
+                ("tool_use", "bash", {"command": f"uv pip install requests=={i}.{j}"}), ("tool_result", "ok"),
+            ]})
+    write_sessions(lake, sessions)
+    started = time.monotonic()
+    state = fast_dream.backfill(store=store["id"], start=DAYS[0], end=DAYS[1], return_state=True)
+    assert time.monotonic() - started < 240  # no pause: the approval timeout is an hour
+    summary = state.result()
+    assert [d["promotion"] for d in summary["days"]] == ["awaiting_approval", "awaiting_approval"]
+    assert summary["failed_days"] == [] and len(summary["awaiting_approval"]) == 2
+    assert "2 awaiting approval" in state.message
+    d = Catalog(lake).get_dream(summary["awaiting_approval"][0])
+    assert d.promotion.state == "awaiting_approval" and d.status == "completed"
