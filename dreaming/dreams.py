@@ -80,6 +80,7 @@ class DreamService:
     def __init__(self, catalog: Catalog | None = None):
         self.catalog = catalog or Catalog()
         self.settings = self.catalog.settings
+        self.left_over = 0  # sessions the last selection left for the next dream (the cap)
         self.stores = StoreService(self.catalog)
 
     # --- create -----------------------------------------------------------------------------
@@ -202,6 +203,7 @@ class DreamService:
         if sel.all_new:
             done = self.catalog.dreamt_session_ids(store["id"]) | self.sessions_in_review(store["id"])
             chosen = [s for s in chosen if s not in done]
+        self.left_over = max(0, len(chosen) - cap)  # said by the CLI: never a silent cap
         return chosen[:cap]  # oldest first; the rest wait for the next dream
 
     def sessions_in_review(self, store_id: str) -> set[str]:

@@ -56,16 +56,18 @@ def days_between(start: str | date, end: str | date) -> list[date]:
 # --- backfill ---------------------------------------------------------------------------------
 
 
-def backfill_dream_id(catalog: Catalog, store_id: str, day: date) -> str:
+def backfill_dream_id(catalog: Catalog, store_id: str, day: date, part: int = 1) -> str:
     """The deterministic dream id of a backfill day: ``stable_id(drm, backfill, store, day)``.
 
     Re-running a day finds the same dream (its candidate and changeset are reused and it is never
     promoted twice). Only when that dream ended ``failed`` or ``canceled`` does a re-run move on to
-    the next attempt id (``…, day, 2``, ``…, day, 3``), so a failed day can be retried.
+    the next attempt id (``…, day, 2``, ``…, day, 3``), so a failed day can be retried. A day with more
+    sessions than a dream takes is several parts; part ``k > 1`` adds ``part-k`` to the id.
     """
     attempt = 1
     while True:
-        parts = ("backfill", store_id, day.isoformat()) + ((attempt,) if attempt > 1 else ())
+        parts = ("backfill", store_id, day.isoformat()) + ((f"part-{part}",) if part > 1 else ()) + (
+            (attempt,) if attempt > 1 else ())
         did = ids.stable_id(ids.DREAM, *parts)
         try:
             d = catalog.get_dream(did)
@@ -84,13 +86,18 @@ class BackfillDay:
     dream_id: str
     sessions: int
     action: str  # run | skip | done | resume
+    part: str | None = None  # "2/3" when the day has more sessions than a dream takes (else None)
     status: str | None = None  # the dream's status when planned / after the run
     promotion: str | None = None
     changes: int | None = None
     error: str | None = None
 
+    session_ids: list[str] | None = None  # the part's sessions (None: the whole day)
+
     def row(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("session_ids")
+        return out
 
 
 def plan_backfill(catalog: Catalog, store_ref: str, start: str | date, end: str | date) -> list[BackfillDay]:
@@ -98,7 +105,9 @@ def plan_backfill(catalog: Catalog, store_ref: str, start: str | date, end: str 
 
     ``run``: a new dream over that day's sessions; ``resume``: a dream of that day exists but is
     not finished (it is resumed, never promoted twice); ``done``: already completed and decided;
-    ``skip``: the day has no sessions in the store's scope.
+    ``skip``: the day has no sessions in the store's scope. A day with more sessions than a dream takes
+    (``max_sessions_per_dream``) becomes consecutive parts, oldest sessions first, each its own dream:
+    nothing is marked done that was not read.
     """
     days = days_between(start, end)
     store = catalog.get_store(store_ref)
@@ -107,28 +116,32 @@ def plan_backfill(catalog: Catalog, store_ref: str, start: str | date, end: str 
     hi = datetime(days[-1].year, days[-1].month, days[-1].day, tzinfo=UTC) + timedelta(days=1)
     with Lake(catalog.settings) as lake:
         rows = lake.sessions(tenant=scope.tenant, agent=scope.agent, since=lo, until=hi)
-    per_day: dict[date, int] = {}
-    for r in rows:
-        d = r["started_at"].astimezone(UTC).date()
-        per_day[d] = per_day.get(d, 0) + 1
+    per_day: dict[date, list[str]] = {}
+    for r in sorted(rows, key=lambda r: (r["started_at"], r["session_id"])):
+        per_day.setdefault(r["started_at"].astimezone(UTC).date(), []).append(r["session_id"])
+    cap = catalog.settings.max_sessions_per_dream
     plan = []
     for day in days:
-        did = backfill_dream_id(catalog, store["id"], day)
-        n = per_day.get(day, 0)
-        try:
-            d = catalog.get_dream(did)
-        except NotFound:
-            d = None
-        if d is None:
-            action = "run" if n else "skip"
-        elif d.status == "completed" and d.promotion.state != "not_requested":
-            action = "done"
-        else:
-            action = "resume"
-        item = BackfillDay(day=day.isoformat(), dream_id=did, sessions=n, action=action)
-        if d is not None:
-            fill_outcome(item, d)
-        plan.append(item)
+        sids = per_day.get(day, [])
+        chunks = [sids[i: i + cap] for i in range(0, len(sids), cap)] or [[]]
+        for k, chunk in enumerate(chunks, start=1):
+            did = backfill_dream_id(catalog, store["id"], day, k)
+            try:
+                d = catalog.get_dream(did)
+            except NotFound:
+                d = None
+            if d is None:
+                action = "run" if chunk else "skip"
+            elif d.status == "completed" and d.promotion.state != "not_requested":
+                action = "done"
+            else:
+                action = "resume"
+            split = len(chunks) > 1
+            item = BackfillDay(day=day.isoformat(), dream_id=did, sessions=len(chunk), action=action,
+                               part=f"{k}/{len(chunks)}" if split else None, session_ids=chunk if split else None)
+            if d is not None:
+                fill_outcome(item, d)
+            plan.append(item)
     return plan
 
 

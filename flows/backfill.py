@@ -63,7 +63,8 @@ def backfill(
                 continue
             with store_writer_slot(store_row["id"]):
                 state = run_dream_to_state(
-                    dream_flow, store=store_row["id"], day=item.day, dream_id=item.dream_id, curator=curator,
+                    dream_flow, store=store_row["id"], dream_id=item.dream_id, curator=curator,
+                    **({"session_ids": item.session_ids} if item.session_ids else {"day": item.day}),
                     model=model, instructions=instructions, output_behavior=output_behavior,
                     require_approval=require_approval, approval_timeout_s=0,  # never pause: see docstring
                 )

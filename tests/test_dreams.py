@@ -48,6 +48,7 @@ def test_session_cap(lake, monkeypatch):
     write_sessions(svc.settings, [{"session_id": "a", "events": [("user", "1")]},
                                   {"session_id": "b", "events": [("user", "2")]}])
     assert svc.create("s").session_ids == ["a"]  # oldest first; the rest wait
+    assert svc.left_over == 1  # and the CLI says so: never a silent cap
     with pytest.raises(BadInput, match="at most 1"):
         svc.create("s", Selection(session_ids=["a", "b"]))
 

@@ -82,8 +82,14 @@ def run(
     d = svc.create(store, _selection(session, since, all_), curator=curator, model=model,
                    instructions=instructions, output_behavior=output_behavior, require_approval=require_approval,
                    lease=True)
+    left = getattr(svc, "left_over", 0)
     if not json_:
-        err_console.print(f"dreaming over {len(d.session_ids)} sessions of {store} as {d.id} …")
+        n = len(d.session_ids)
+        err_console.print(f"dreaming over {n} session{'' if n == 1 else 's'} of {store} as {d.id} …")
+    if left:  # a dream takes at most max_sessions_per_dream: the rest are not dropped, they wait
+        err_console.print(f"{left} more new session{'' if left == 1 else 's'} wait for the next dream (a dream takes at "
+                          f"most {svc.settings.max_sessions_per_dream}; DREAMS_MAX_SESSIONS_PER_DREAM); run again, "
+                          f"or `dreams backfill`, which splits a day into parts")
     with leases.hold(svc.catalog, d.id):  # from now on: if this process dies, `dreams reap` fails it
         d = run_dream_flow(d)
     if json_:

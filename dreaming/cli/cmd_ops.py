@@ -9,7 +9,7 @@ from dreaming.cli import app
 from dreaming.cli.common import JsonOpt, console, err_console, fail, prefect_defaults, print_json, print_table
 from dreaming.ops import plan_backfill, select_fleet_stores
 
-BACKFILL_COLUMNS = ["day", "sessions", "action", "dream_id", "status", "promotion", "changes", "error"]
+BACKFILL_COLUMNS = ["day", "part", "sessions", "action", "dream_id", "status", "promotion", "changes", "error"]
 FLEET_COLUMNS = ["store", "sessions", "dream_id", "status", "promotion", "changes", "seconds", "error"]
 
 
@@ -67,7 +67,7 @@ def backfill(
         if json_:
             print_json({"dry_run": True, "days": plan})
         else:
-            print_table(plan, ["day", "sessions", "action", "dream_id", "status", "promotion"],
+            print_table(plan, ["day", "part", "sessions", "action", "dream_id", "status", "promotion"],
                         title=f"backfill plan for {store} (dry run)")
         return
     plan_backfill(Catalog(), store, from_, to)  # bad store / dates: exit 2 before Prefect starts

@@ -146,3 +146,24 @@ def test_a_backfill_never_waits_on_a_person(prefect_harness, lake, fast_dream):
     assert "2 awaiting approval" in state.message
     d = Catalog(lake).get_dream(summary["awaiting_approval"][0])
     assert d.promotion.state == "awaiting_approval" and d.status == "completed"
+
+
+def test_a_day_larger_than_a_dream_is_split_into_parts_and_nothing_is_left_unread(prefect_harness, lake,
+                                                                                   fast_dream, monkeypatch):
+    from dreaming.ops import plan_backfill
+
+    monkeypatch.setenv("DREAMS_MAX_SESSIONS_PER_DREAM", "2")
+    store = StoreService(Catalog(lake)).create("big-day", scope="acme")
+    write_sessions(lake, [{"session_id": f"sesn_big_{j}", "start": DAY0 + timedelta(hours=j),
+                           "events": [("user", "always use uv, never pip"), ("assistant", f"ok {j}")]}
+                          for j in range(5)])
+    plan = plan_backfill(Catalog(), store["id"], DAYS[0], DAYS[0])
+    assert [(p.part, p.sessions, p.action) for p in plan] == [("1/3", 2, "run"), ("2/3", 2, "run"), ("3/3", 1, "run")]
+    assert len({p.dream_id for p in plan}) == 3
+    summary = fast_dream.backfill(store=store["id"], start=DAYS[0], end=DAYS[0])
+    assert [d["part"] for d in summary["days"]] == ["1/3", "2/3", "3/3"] and summary["failed_days"] == []
+    cat = Catalog()
+    read = sorted(s for p in plan for s in cat.get_dream(p.dream_id).session_ids)
+    assert read == [f"sesn_big_{j}" for j in range(5)]  # every session of the day was read, once
+    again = plan_backfill(cat, store["id"], DAYS[0], DAYS[0])
+    assert [p.action for p in again] == ["done", "done", "done"]
