@@ -51,7 +51,7 @@ async def dream(
     curator: Literal["rules", "claude"] = "rules",
     model: str | None = None,
     instructions: str | None = None,
-    output_behavior: Literal["create_new", "update_existing"] = "create_new",
+    output_behavior: Literal["create_new", "update_existing"] = "update_existing",
     require_approval: bool = False,
     approval_timeout_s: int = 3600,
     dream_id: str | None = None,

@@ -68,7 +68,8 @@ def run(
     model: str | None = typer.Option(None, help="Model for the claude curator."),
     instructions: str | None = typer.Option(None, help="Guidance for the dream (≤4,096 characters)."),
     instructions_file: Path | None = typer.Option(None, "--instructions-file", help="Read instructions from a file."),
-    output_behavior: str = typer.Option("create_new", "--output-behavior", help="create_new or update_existing."),
+    output_behavior: str = typer.Option("update_existing", "--output-behavior",
+                                        help="update_existing (default: a new version of this store, promoted to it) or create_new (a new store)."),
     require_approval: bool = typer.Option(False, "--require-approval", help="Wait for `dreams approve`."),
     json_: bool = JsonOpt,
 ) -> None:
