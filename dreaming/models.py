@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 from pydantic import BaseModel, Field, field_validator
@@ -21,6 +21,7 @@ Op = Literal["add", "update", "merge", "supersede", "prune", "keep"]
 Decision = Literal["proposed", "accepted", "rejected", "edited"]
 Taint = Literal["trusted", "user", "tool_output", "untrusted"]
 DreamStatus = Literal["pending", "running", "completed", "failed", "canceled"]
+DREAM_STATUSES: tuple[str, ...] = get_args(DreamStatus)
 Promotion = Literal["not_requested", "awaiting_approval", "promoted", "rejected", "gate_failed", "conflict"]
 
 

@@ -53,3 +53,19 @@ def test_version(lake):
 
     out = _run(lake, "--version")
     assert out.returncode == 0 and out.stdout.strip() == f"dreams {version('dreams')}"
+
+
+def test_commands_that_would_do_nothing_say_so_and_exit_2(lake, tmp_path):
+    """Nothing to do is bad input, never a silent success (issue 14, finding 9)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = _run(lake, "ingest", str(empty), "--tenant", "acme")
+    assert out.returncode == 2 and "no transcript files in" in out.stderr, out.stdout + out.stderr
+    out = _run(lake, "list", "--status", "bogus")
+    assert out.returncode == 2 and "not a dream status" in out.stderr
+    out = _run(lake, "fleet", "--scope", "nobody")
+    assert out.returncode == 2 and "no store matches --scope nobody" in out.stderr
+    StoreService(Catalog(lake)).create("s", scope="acme")  # a store, but nothing new to dream
+    out = _run(lake, "fleet", "--scope", "acme")
+    assert out.returncode == 0 and "nothing to do" in out.stderr, out.stdout + out.stderr
+    assert Catalog(lake).list_dreams(include_archived=True) == []

@@ -13,7 +13,7 @@ from dreaming.cli import app
 from dreaming.cli.common import (JsonOpt, console, err_console, fail, parse_since, prefect_defaults, print_json,
                                  print_table, read_instructions)
 from dreaming.dreams import DreamService, Selection
-from dreaming.models import Dream
+from dreaming.models import DREAM_STATUSES, Dream
 from dreaming.report import diff_rows, render_report
 
 
@@ -109,6 +109,9 @@ def list_(
     json_: bool = JsonOpt,
 ) -> None:
     """List dreams, newest first (archived ones hidden unless asked)."""
+    bad = sorted(set(status or []) - set(DREAM_STATUSES))
+    if bad:
+        fail(f"--status {', '.join(bad)}: not a dream status; choose from {', '.join(DREAM_STATUSES)}")
     cat = Catalog()
     store_id = cat.get_store(store)["id"] if store else None
     dreams = cat.list_dreams(store_id=store_id, statuses=status, include_archived=include_archived, limit=limit)

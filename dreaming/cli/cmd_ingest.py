@@ -60,6 +60,9 @@ def ingest(
             fail(f"--labels: {e}")
     keep = True if keep_secrets else None  # None: the setting decides
     n_files = len(expand_paths(paths))
+    if n_files == 0:  # nothing to do is bad input, not a success
+        fail(f"no transcript files in {', '.join(str(p) for p in paths)} (folders are searched for *.json, "
+             f"*.jsonl, *.ndjson)")
     show_bar = not json_ and err_console.is_terminal and n_files >= PROGRESS_MIN_FILES
     if show_bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -101,9 +101,18 @@ def fleet(
     if not (scope or store or all_stores):
         fail("choose stores: --scope, --store or --all-stores")
     only_new = not all_stores
+    chosen = select_fleet_stores(Catalog(), scope=scope, stores=store, only_new=only_new)
+    if not chosen:  # before Prefect starts: a selector that matches nothing is bad input, not a success
+        said = " ".join([f"--scope {scope}"] * bool(scope) + [f"--store {s}" for s in store or []]) or "--all-stores"
+        if not (only_new and select_fleet_stores(Catalog(), scope=scope, stores=store, only_new=False)):
+            fail(f"no store matches {said} (see `dreams store list`)")
+        err_console.print(f"no store of {said} has sessions that were not dreamt over; nothing to do "
+                          f"(--all-stores dreams them anyway)")
+        if json_:
+            print_json({"stores": 0, "dry_run": dry_run, "rows": [], "failed": [], "awaiting_approval": []})
+        return
     if dry_run:
-        rows = [{"store": s["name"], "store_id": s["id"], "scope": s["scope"]}
-                for s in select_fleet_stores(Catalog(), scope=scope, stores=store, only_new=only_new)]
+        rows = [{"store": s["name"], "store_id": s["id"], "scope": s["scope"]} for s in chosen]
         print_json(rows) if json_ else print_table(rows, ["store", "store_id", "scope"], title="fleet (dry run)")
         return
     prefect_defaults()
