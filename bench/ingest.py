@@ -38,7 +38,7 @@ from dreaming.ingest import ingest_files  # noqa: E402
 from dreaming.schema import EVENT_SCHEMA  # noqa: E402
 from dreaming.settings import get_settings  # noqa: E402
 
-RESEARCH = ROOT.parent / "shared" / "research-data"
+RESEARCH = get_settings().research_data  # DREAMS_RESEARCH_DATA, default ../shared/research-data
 
 
 def generated(folder: Path) -> dict[str, list[Path]]:

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DREAMS_", extra="ignore")
 
     home: Path = Field(default=PROJECT_ROOT / "data", description="Lake root: everything the system owns.")
+    research_data: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "research-data",
+        description="Where the public research transcripts are (tau-bench, SWE-bench, LoCoMo): read by the "
+        "real-data tests and benches, which skip when it is absent (DREAMS_RESEARCH_DATA).",
+    )
     catalog_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the catalog; default: SQLite under the lake root."
     )

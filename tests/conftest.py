@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,6 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="dreams-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-RESEARCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "research-data"
 
 
 @pytest.fixture
@@ -46,7 +44,10 @@ def prefect_harness():
 
 @pytest.fixture
 def research_data():
-    """../shared/research-data, or skip when it is absent."""
-    if not RESEARCH_DATA.is_dir():
-        pytest.skip("../shared/research-data is absent")
-    return RESEARCH_DATA
+    """The research transcripts (setting ``DREAMS_RESEARCH_DATA``, default ../shared/research-data), or skip."""
+    from dreaming.settings import get_settings
+
+    path = get_settings().research_data
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (set DREAMS_RESEARCH_DATA to point at the research data)")
+    return path
