@@ -88,6 +88,25 @@ def _run(home: Path, seed: int, json_: bool) -> int:
                     console.print(f"    {text[:150]}{'…' if len(text) > 150 else ''}", highlight=False)
             if len(cs) > 8:
                 console.print(f"  … and {len(cs) - 8} more (`dreams diff {d.id}`)")
-    console.print(f"\nexplore it: [bold]DREAMS_HOME={home} dreams diff {d.id}[/] · "
-                  f"dreams store show demo-memory · dreams store history demo-memory")
+    exe = _dreams_command()
+    console.print(f"\nexplore it (this lake is not the default one, so name it first):\n"
+                  f"  export DREAMS_HOME={home}\n  {exe} diff {d.id}\n  {exe} store show demo-memory\n"
+                  f"  {exe} store history demo-memory", highlight=False, soft_wrap=True)
     return exit_code(d)
+
+
+def _dreams_command() -> str:
+    """How the user can call this CLI again: `dreams` when it is on PATH, else its path (relative to the
+    current folder when inside it: `.venv/bin/dreams`)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("dreams")
+    on_path = shutil.which("dreams")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "dreams"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)

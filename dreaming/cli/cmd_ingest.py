@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dreaming.catalog import Catalog
 from dreaming.cli import app
-from dreaming.cli.common import JsonOpt, console, err_console, fail, parse_since, print_json
+from dreaming.cli.common import print_table, JsonOpt, console, err_console, fail, parse_since, print_json
 from dreaming.errors import BadInput
 from dreaming.ingest import FORMATS, IngestReport, check_name, expand_paths, ingest_files
 
@@ -161,28 +161,14 @@ def sessions(
     if not rows:
         console.print("no sessions (ingest some with `dreams ingest PATH`)")
         return
-    t = Table(title=f"{len(rows)} sessions (times in UTC)")
-    # session ids are never cut or folded: a user copies them into `dreams run --session`
-    t.add_column("session", no_wrap=True, min_width=max([7, *(len(str(r["session_id"])) for r in rows)]))
-    if not tenant:
-        t.add_column("tenant")
-    if not agent:
-        t.add_column("agent")
-    for c in ("start", "end"):
-        t.add_column(c)
-    for c in ("events", "tools", "errors"):
-        t.add_column(c, justify="right")
-    t.add_column("outcome")
-    for r in rows:
-        cells = [r["session_id"]]
-        if not tenant:
-            cells.append(r["tenant"])
-        if not agent:
-            cells.append(r["agent_id"] or "")
-        cells += [_when(r["started_at"]), _when(r["ended_at"]), str(r["events"]), str(r["tool_calls"]),
-                  str(r["errors"]), r["outcome"] or ""]
-        t.add_row(*cells)
-    console.print(t)
+    # the shared table: session ids are never cut (a user copies them into `dreams run --session`),
+    # columns that do not fit 80 columns are named below it, nothing wraps when piped
+    cols = ["session", *(["tenant"] if not tenant else []), *(["agent"] if not agent else []), "start", "events",
+            "errors", "outcome", "end", "tools"]
+    table = [{"session": r["session_id"], "tenant": r["tenant"], "agent": r["agent_id"] or "",
+              "start": _when(r["started_at"]), "end": _when(r["ended_at"]), "events": r["events"],
+              "tools": r["tool_calls"], "errors": r["errors"], "outcome": r["outcome"] or ""} for r in rows]
+    print_table(table, cols, title=f"{len(rows)} sessions (times in UTC)")
 
 
 def _when(dt) -> str:

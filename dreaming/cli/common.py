@@ -36,18 +36,51 @@ def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, default=_default, indent=2, ensure_ascii=False))
 
 
+_FREE_TEXT = {"message", "reason", "error", "content", "description", "text", "title", "summary", "why", "file"}
+
+
+def _is_id(c: str) -> bool:
+    return c == "id" or c.endswith("_id") or c in ("session", "dream", "store")
+
+
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    """A table that fits the terminal: ids and headers are never cut, free text wraps, and columns that do
+    not fit are left out (said below the table; ``--json`` has everything). When stdout is not a terminal
+    (a pipe, a file) nothing wraps and nothing is left out."""
+    cells = [["" if r.get(c) is None else _cell(r.get(c)) for c in columns] for r in rows]
+    natural = {c: max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)}
+    piped = not console.is_terminal
+    width = console.width
+    keep = list(columns)
+
+    def need(cols: list[str]) -> int:  # borders and padding: 3 per column + 1
+        return sum(min(natural[c], max(len(c), 24)) if c in _FREE_TEXT else natural[c] for c in cols) + 3 * len(cols) + 1
+
+    dropped: list[str] = []
+    if not piped:
+        while need(keep) > width:
+            victims = [c for c in keep[1:] if not _is_id(c)]
+            if not victims:
+                break
+            dropped.insert(0, victims[-1])
+            keep.remove(victims[-1])
     t = Table(title=title, show_lines=False)
-    for c in columns:
-        if c == "id" or c.endswith("_id") or c == "session":
-            # ids are never cut short: a user copies them into the next command
-            width = max([len(c), *(len(str(r.get(c) or "")) for r in rows)])
-            t.add_column(c, min_width=width, no_wrap=True)
-        else:
-            t.add_column(c)
-    for r in rows:
-        t.add_row(*("" if r.get(c) is None else _cell(r.get(c)) for c in columns))
-    console.print(t)
+    for c in keep:
+        if c in _FREE_TEXT and not piped:
+            t.add_column(c, min_width=len(c), overflow="fold")
+        else:  # ids are never cut short: a user copies them into the next command
+            t.add_column(c, min_width=natural[c], no_wrap=True)
+    idx = [columns.index(c) for c in keep]
+    for row in cells:
+        t.add_row(*(row[i] for i in idx))
+    if piped:
+        full = sum(natural[c] for c in keep) + 3 * len(keep) + 1
+        Console(width=max(full, len(title or "")) + 1, force_terminal=False, soft_wrap=False).print(t)
+    else:
+        console.print(t)
+    if dropped:
+        err_console.print(f"[dim]not shown at {width} columns: {', '.join(dropped)} (a wider terminal, or --json)[/]",
+                          highlight=False)
 
 
 def _cell(v: Any) -> str:
