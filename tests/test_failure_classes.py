@@ -228,3 +228,21 @@ def test_a_value_class_is_the_fix_only_when_the_error_is_about_that_kind_of_valu
     sig = signals(lake, sessions)
     assert all(e["fix_candidates"] == [] for e in sig.errors)
     assert not [c for c in curate(sig, sessions) if c.kind == "mistake"]
+
+
+def test_an_unchanged_retry_after_another_call_is_not_a_transient_error(lake):
+    """Claude Code's Edit before Read: the same Edit works after a Read. "Wait and retry" would be wrong; the
+    error already says "Read it first", so no memory is needed."""
+    def sess(i):
+        return {"session_id": f"e{i}", "start": T0 + timedelta(hours=i), "events": [
+            ("user", f"Rename the helper number {i} in the settings module and update its callers"),
+            ("tool_use", "Edit", {"file_path": f"src/m{i}.py", "old_string": "a", "new_string": "b"}),
+            ("tool_result", "File has not been read yet. Read it first before writing to it.", True),
+            ("tool_use", "Read", {"file_path": f"src/m{i}.py"}), ("tool_result", "a = 1"),
+            ("tool_use", "Edit", {"file_path": f"src/m{i}.py", "old_string": "a", "new_string": "b"}),
+            ("tool_result", "ok"),
+        ]}
+    sessions = [sess(i) for i in range(3)]
+    sig = signals(lake, sessions)
+    assert all(c["kind"] != "retry" for e in sig.errors for c in e["fix_candidates"])
+    assert not [c for c in curate(sig, sessions) if c.kind == "mistake"]

@@ -14,7 +14,9 @@ telling first:
 - ``args``: for a structured tool call, an argument the retry added, or one whose value *class* changed
   (``certificate_…`` -> ``credit_card_…``); a changed list or amount says which argument changed but not
   how, and is no candidate;
-- ``retry``: a structured call repeated unchanged succeeded (a transient error: rate limit, timeout).
+- ``retry``: a structured call repeated unchanged, with nothing done in between, succeeded (a transient
+  error: rate limit, timeout); ``before``: it succeeded unchanged after another call (that call is the fix,
+  unless the error already names it: "Read it first").
 
 No retry, or a retry identical to the failed call (it simply worked the second time), gives no
 candidate: the curator then writes no fix, never "use the next tool instead". The first candidate is
@@ -40,6 +42,7 @@ SETUP_PROGRAMS = {"pip", "pip3", "uv", "poetry", "conda", "npm", "yarn", "pnpm",
 _TRIVIAL_LINE = re.compile(r"^(?:#|print\(|\"\"\"|'''|pass$|else:|try:|except\b|finally:|return\b|import (?:os|sys)$"
                            r"|if __name__|def main\(|main\(\)$|\)$|\]$|\}$|$)")
 _FRAGMENT = re.compile(r"[(\[{,\\]$")  # half a statement: `settings.configure(` says nothing alone
+_NO_OP_TOOL = re.compile(r"(?i)^(?:think|wait|sleep|noop|no_op)$")
 _FLAG_NOISE = re.compile(r"^-(?:v+|q|s|x|-verbose|-verbosity(?:=\d)?|-quiet|-color.*|-tb=.*|-no-header|rA|ra)$")
 
 
@@ -96,9 +99,15 @@ def candidates(calls: list[dict], fi: int, ri: int) -> list[dict]:
     if not is_shell:
         if fj is not None and rj is not None:
             changed = sorted(k for k in set(fj) | set(rj) if fj.get(k) != rj.get(k))
-            if not changed:
+            between = [c for c in calls[fi + 1: ri] if not c.get("failed")
+                       and not _NO_OP_TOOL.match((c.get("label") or "").split(":")[0])]
+            if not changed and not between:  # retried as it was, nothing done in between: transient
                 out.append({"kind": "retry", "key": "retry", "changed": [],
                             "text": "wait and repeat the same call: it succeeded when retried"})
+            elif not changed:  # the same call worked after another one: that one is the fix
+                tool = between[-1].get("label") or ""
+                out.append({"kind": "before", "key": f"before:{tool}", "changed": [],
+                            "text": f"call `{tool}` first"})
             elif len(changed) == 1 and isinstance(fj.get(changed[0]), str) and isinstance(rj.get(changed[0]), str):
                 k, was, now = changed[0], _mask_value(fj[changed[0]]), _mask_value(rj[changed[0]])
                 if was != now:  # a value class the tool refuses (`certificate_…`), not just another id
@@ -215,6 +224,8 @@ def _restates(c: dict, line: str) -> bool:
     """A setup step that creates or installs exactly what the error names as missing (``No module named
     'reproduce_app'`` -> ``mkdir reproduce_app``; ``No module named 'x'`` -> ``pip install x``): the error
     message already says it, and no memory is needed."""
+    if c["kind"] == "before":  # "File has not been read yet. Read it first": the error says it
+        return c["key"].split(":", 1)[1].split(":")[0].lower() in line.lower()
     if c["kind"] != "setup":
         return False
     named = {m.strip("'\"`") for m in re.findall(r"'[^']+'|\"[^\"]+\"|`[^`]+`", line)}

@@ -20,7 +20,7 @@ from dreaming import ids, safety
 from dreaming.curators.rules.common import _cap, _clean, _confidence, _slug, _sources, _worst
 from dreaming.signals import failures, shell
 
-_KIND_RANK = {"setup": 0, "flag": 1, "operand": 2, "line": 3, "swap": 4, "args": 5, "retry": 6}
+_KIND_RANK = {"setup": 0, "flag": 1, "operand": 2, "line": 3, "swap": 4, "args": 5, "before": 6, "retry": 7}
 _IMPORT = re.compile(r"^(?:from \S+ )?import ")
 _CAP_ARG = re.compile(r"\(([A-Z]\w*)\)")
 _WORKAROUND_FIELDS = ("workaround_event_id", "workaround_ts", "workaround_tool", "workaround_input",
