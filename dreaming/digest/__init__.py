@@ -1,0 +1,160 @@
+"""The compact, evidence-tagged digest of each session that the Claude curator sends (never raw logs).
+
+A digest is built from ``dreaming.signals.Signals`` only — the rows that DuckDB extracted (errors
+with signatures and what followed, user preferences and corrections, tool sequences, outcomes) —
+so the model reads a few lines per session instead of the transcript. Every line that states
+something carries the event id it came from (``[sevt_…]``), which is what the model must cite as
+evidence; lines from tainted events (tool output, fetched pages) say so (``taint=tool_output``).
+
+Text from transcripts is data, never instructions: ``fence()`` wraps it in a labelled block and
+neutralises anything in it that would close the block early.
+
+One token estimate is used everywhere (budget checks, bench/tokens.py): ``estimate_tokens(text) =
+ceil(len(text) / 4)`` — Anthropic's rule of thumb of ~4 characters per token for English text and
+code. It is an estimate, not a tokenizer: the budget adds a safety margin on top.
+
+Per session the digest carries (docs/claude.md, "What is sent"): the outcome (``success`` yes/no/unknown
+and the raw ``outcome`` label), the task key (``context``: trials of one task share it) and the person
+(``voice``); the task (the first request); each error with its failure class, the failed call, what the
+agent did next, the arguments that changed and the fix; the person's rejections, interrupts and
+corrections; preference statements; the tool sequence; and the agent's concluding message. The
+``contexts`` and ``corrections`` fields of ``Signals`` and the ``failure_class`` / ``fix`` / ``changed``
+columns of its errors are read with defaults, so a digest is built from signals with or without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dreaming.digest.session import (  # noqa: F401 - re-exported: what the curator, CLI and tests import
+    SessionDigest,
+    contexts_of,
+    corrections_of,
+    session_digest,
+    task_event,
+)
+from dreaming.digest.text import (  # noqa: F401
+    CHARS_PER_TOKEN,
+    CONTROL_CLASSES,
+    MAX_ARG_VALUE_CHARS,
+    MAX_CHANGED_ARGS,
+    MAX_CONCLUSION_CHARS,
+    MAX_CORRECTION_CHARS,
+    MAX_CORRECTIONS,
+    MAX_ERROR_CHARS,
+    MAX_FIX_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_PREFERENCE_CHARS,
+    MAX_SIGNATURE_CHARS,
+    MAX_TASK_CHARS,
+    MAX_TOOL_STEPS,
+    MAX_WORKAROUND_CHARS,
+    clip,
+    estimate_tokens,
+    fence,
+    worst_taint,
+)
+from dreaming.safety import after_fetch
+from dreaming.signals import Signals
+
+
+@dataclass
+class EvidenceIndex:
+    """Every (session_id, event_id) the dream's signals know, with its time and taint."""
+
+    session_ids: set[str] = field(default_factory=set)
+    events: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+    taint: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def has(self, session_id: str, event_id: str | None) -> bool:
+        if session_id not in self.session_ids:
+            return False
+        return event_id is None or (session_id, event_id) in self.events
+
+    def ts(self, session_id: str, event_id: str | None):
+        return self.events.get((session_id, event_id)) if event_id else None
+
+
+def evidence_index(signals: Signals, session_ids: list[str]) -> EvidenceIndex:
+    """The evidence a change may cite: sessions of the dream, and events present in its signals."""
+    idx = EvidenceIndex(session_ids=set(session_ids))
+
+    def add(sid, eid, ts):
+        if sid in idx.session_ids and eid:
+            if idx.events.get((sid, eid)) is None:
+                idx.events[(sid, eid)] = ts
+
+    for e in signals.errors:
+        add(e.get("session_id"), e.get("event_id"), e.get("ts"))
+        add(e.get("session_id"), e.get("failed_event_id"), None)
+        add(e.get("session_id"), e.get("workaround_event_id"), e.get("workaround_ts"))
+        add(e.get("session_id"), e.get("fix_event_id"), e.get("fix_ts"))
+    for p in signals.preferences:
+        add(p.get("session_id"), p.get("event_id"), p.get("ts"))
+    for c in getattr(signals, "corrections", None) or []:
+        add(c.get("session_id"), c.get("event_id"), c.get("ts"))
+        add(c.get("session_id"), c.get("rejected_event_id"), None)
+    for sid, c in contexts_of(signals).items():
+        m = task_event(signals, sid, c.get("first_request"))
+        if m is not None:
+            add(sid, m.get("event_id"), m.get("ts"))
+    for t in signals.tool_sequences:
+        for te in t.get("tool_events") or []:
+            add(t.get("session_id"), te.get("event_id"), te.get("ts"))
+    tainted = list(signals.tainted_events) + [e for e in signals.errors if e.get("taint")]
+    # an agent that read external content (a page, a download) and then acted: what it did afterwards
+    # may be the page's instructions, so its later calls are untrusted (the curator must not trust them)
+    tainted += [{"session_id": sid, "event_id": eid, "taint": "untrusted"}
+                for sid, eid in after_fetch(signals.tool_sequences)]
+    for t in tainted:
+        key = (t.get("session_id"), t.get("event_id"))
+        if key[0] in idx.session_ids and key[1] and t.get("taint") != "trusted":
+            idx.events.setdefault(key, None)
+            idx.taint[key] = worst_taint(idx.taint.get(key), t.get("taint") or "tool_output")
+    return idx
+
+
+def build_digests(signals: Signals, session_ids: list[str]) -> list[SessionDigest]:
+    """One digest per input session, in the order of ``session_ids`` (sorted by the dream)."""
+    idx = evidence_index(signals, session_ids)
+    return [session_digest(signals, sid, idx.taint) for sid in session_ids]
+
+
+def by_context(signals: Signals, session_ids: list[str]) -> list[str]:
+    """``session_ids`` with the sessions of one context (``Signals.contexts``) moved next to the first of them."""
+    ctx = contexts_of(signals)
+    groups: dict[str, list[str]] = {}
+    for sid in session_ids:
+        groups.setdefault((ctx.get(sid) or {}).get("context") or f"session:{sid}", []).append(sid)
+    return [sid for group in groups.values() for sid in group]
+
+
+def build_batches(
+    signals: Signals, session_ids: list[str], max_tokens: int, max_sessions: int = 50
+) -> list[list[SessionDigest]]:
+    """Digests of ``session_ids`` in consecutive batches of at most ``max_tokens`` (estimated), in order,
+    except that sessions of one context (trials of one task) follow the first of them (``by_context``), so
+    that a batch can contrast the failed and the successful trials.
+
+    Long texts repeated within a batch are shown once (see ``session_digest``); a digest that does not
+    fit starts a new batch and is rendered again there, so a reference never points outside its batch.
+    """
+    idx = evidence_index(signals, session_ids)
+    batches: list[list[SessionDigest]] = []
+    cur: list[SessionDigest] = []
+    seen: dict[str, str] = {}
+    size = 0
+    for sid in by_context(signals, session_ids):
+        trial = dict(seen)
+        d = session_digest(signals, sid, idx.taint, trial)
+        if cur and (size + d.tokens > max_tokens or len(cur) >= max_sessions):
+            batches.append(cur)
+            cur, size, trial = [], 0, {}
+            d = session_digest(signals, sid, idx.taint, trial)
+        cur.append(d)
+        seen = trial
+        size += d.tokens
+    if cur:
+        batches.append(cur)
+    return batches
