@@ -7,11 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from dreaming.digest.text import (  # noqa: F401
-    _BARE,
-    _TAINT_RANK,
-    _WS,
-    CHARS_PER_TOKEN,
+from dreaming.digest.text import (
     CONTROL_CLASSES,
     MAX_ARG_VALUE_CHARS,
     MAX_CHANGED_ARGS,
@@ -20,7 +16,6 @@ from dreaming.digest.text import (  # noqa: F401
     MAX_CORRECTIONS,
     MAX_ERROR_CHARS,
     MAX_FIX_CHARS,
-    MAX_LABEL_CHARS,
     MAX_PREFERENCE_CHARS,
     MAX_SIGNATURE_CHARS,
     MAX_TASK_CHARS,
@@ -32,8 +27,6 @@ from dreaming.digest.text import (  # noqa: F401
     _val,
     clip,
     estimate_tokens,
-    fence,
-    worst_taint,
 )
 from dreaming.safety import first_fetch
 from dreaming.signals import Signals
