@@ -111,9 +111,10 @@ def repair_surrogates(obj: Any) -> tuple[Any, list[tuple[str, int]]]:
     return obj, sorted(fixed)
 
 
-def nesting_line(text: str, start: int = 0, limit: int = MAX_DEPTH) -> int | None:
-    """The 1-based line (counted from ``start``) where nesting first exceeds ``limit``."""
-    depth, in_str, esc = 0, False, False
+def _outside_strings(text: str, start: int = 0):
+    """(index, character) of ``text`` from ``start``, skipping what is inside JSON strings (an opening quote
+    is given, the string's content and closing quote are not)."""
+    in_str = esc = False
     for i in range(start, len(text)):
         c = text[i]
         if in_str:
@@ -123,9 +124,17 @@ def nesting_line(text: str, start: int = 0, limit: int = MAX_DEPTH) -> int | Non
                 esc = True
             elif c == '"':
                 in_str = False
-        elif c == '"':
+            continue
+        if c == '"':
             in_str = True
-        elif c in "[{":
+        yield i, c
+
+
+def nesting_line(text: str, start: int = 0, limit: int = MAX_DEPTH) -> int | None:
+    """The 1-based line (counted from ``start``) where nesting first exceeds ``limit``."""
+    depth = 0
+    for i, c in _outside_strings(text, start):
+        if c in "[{":
             depth += 1
             if depth > limit:
                 return text.count("\n", start, i) + 1
@@ -138,24 +147,13 @@ def element_lines(text: str) -> list[int]:
     """Start line of each element of a top-level JSON array, by scanning brackets (the fallback
     when the document nests too deeply for ``json.JSONDecoder.raw_decode``)."""
     lines: list[int] = []
-    depth, in_str, esc, line, want = 0, False, False, 1, False
-    for c in text:
-        if c == "\n":
-            line += 1
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-            continue
+    depth, line, seen, want = 0, 1, 0, False
+    for i, c in _outside_strings(text):
         if depth == 1 and want and not c.isspace() and c not in ",]":
+            line, seen = line + text.count("\n", seen, i), i
             lines.append(line)
             want = False
-        if c == '"':
-            in_str = True
-        elif c in "[{":
+        if c in "[{":
             depth += 1
             if depth == 1:
                 want = True

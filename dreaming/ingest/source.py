@@ -223,8 +223,9 @@ def _read_source(path: Path) -> Source:
         except RecursionError:
             raise _too_deep(name, nesting_line(text)) from None
         except (json.JSONDecodeError, ValueError) as e:
-            if nesting_line(text) is not None:
-                raise _too_deep(name, nesting_line(text)) from None
+            deep = nesting_line(text)
+            if deep is not None:
+                raise _too_deep(name, deep) from None
             raise _json_error(name, text, e) from None
         src = Source(path, data, text, "json", doc=doc)
         if isinstance(doc, list):
