@@ -36,6 +36,7 @@ from markdown_it import MarkdownIt
 
 from dreaming import ids
 from dreaming.models import Memory
+from dreaming.redaction import redact
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
@@ -75,8 +76,9 @@ def heading_kind(trail: Iterable[str]) -> str | None:
 
 
 def slug(text: str, max_words: int = 8, max_len: int = 60) -> str:
-    """Lower-case words joined by '-', cut at a word boundary (never mid-word)."""
-    words = re.findall(r"[^\W_]+", text.lower())
+    """Lower-case words joined by '-', cut at a word boundary (never mid-word); secrets are redacted first,
+    so a path never spells one out (as ``curators.rules.common._slug``)."""
+    words = re.findall(r"[^\W_]+", redact(text)[0].lower())
     out = ""
     for w in words[:max_words]:
         cand = f"{out}-{w}" if out else w

@@ -19,7 +19,6 @@ memories still to label.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dreaming import ids
+from dreaming.atomic import write_text_atomic
 from dreaming.errors import BadInput
 
 LABELS = ("useful", "trivial", "wrong", "noise")
@@ -65,7 +66,7 @@ def memory_fingerprint(memory: Any) -> str:
     ``memory``: a ``Memory`` or a mapping with ``kind`` and ``content``."""
     get = memory.get if isinstance(memory, Mapping) else lambda k, d=None: getattr(memory, k, d)
     kind = str(get("kind", None) or "note")
-    return hashlib.sha256(f"{kind}\x1f{normalise(str(get('content', '')))}".encode()).hexdigest()[:16]
+    return ids.sha256_text(f"{kind}\x1f{normalise(str(get('content', '')))}")[:16]
 
 
 # --- data sets ------------------------------------------------------------------------------------
@@ -208,5 +209,6 @@ def unlabelled_lines(result: Mapping) -> list[str]:
 def write_unlabelled(result: Mapping, path: Path | str) -> int:
     """Write ``unlabelled_lines(result)`` to ``path`` (JSONL, replaced); returns how many."""
     lines = unlabelled_lines(result)
-    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    path = Path(path)
+    write_text_atomic("".join(line + "\n" for line in lines), path, path.parent)
     return len(lines)

@@ -29,6 +29,8 @@ script: they are what the environment needs, and a later session needs it too.
 
 from __future__ import annotations
 
+from dreaming.signals.patterns import _sql_list
+
 TOOL_ERROR = "tool_error"
 USER_REJECTION = "user_rejection"
 HOOK_BLOCK = "hook_block"
@@ -68,10 +70,6 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _list(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(_q(v) for v in values) + ")"
-
-
 def classify_sql(*, text: str, is_result: str, failed_tool: str, program: str, command: str, rc: str) -> str:
     """A SQL CASE giving the failure class of one error row, over the given column expressions: the
     error text, whether it answers a tool call, the failed call's label and program, its command, and
@@ -82,14 +80,14 @@ def classify_sql(*, text: str, is_result: str, failed_tool: str, program: str, c
         WHEN NOT {is_result} OR {failed_tool} IS NULL OR regexp_matches({text}, {_q(FORMAT_RE)})
             THEN {_q(HARNESS_FORMAT)}
         WHEN regexp_matches({text}, {_q(SETUP_RE)}) THEN {_q(TOOL_ERROR)}
-        WHEN {program} IN {_list(SEARCH_PROGRAMS)} AND {rc} IN ('1', '')
+        WHEN {program} IN {_sql_list(SEARCH_PROGRAMS)} AND {rc} IN ('1', '')
              AND length(trim(regexp_replace({text}, '(?i)<[^>]*>|exit code:?\\s*\\d+', '', 'g'))) < 3
             THEN {_q(EXPECTED_FAILURE)}
         WHEN regexp_matches({text}, {_q(BUG_RE)}) THEN {_q(AGENT_BUG)}
-        WHEN {program} IN {_list(FILE_PROGRAMS)} AND regexp_matches({text}, {_q(NO_SUCH_FILE_RE)})
+        WHEN {program} IN {_sql_list(FILE_PROGRAMS)} AND regexp_matches({text}, {_q(NO_SUCH_FILE_RE)})
             THEN {_q(AGENT_BUG)}
         WHEN regexp_matches(coalesce({command}, ''), {_q(TEST_RE)}) AND regexp_matches({text}, {_q(ASSERT_RE)})
             THEN {_q(EXPECTED_FAILURE)}
         WHEN regexp_matches(coalesce({command}, ''), {_q(REPRO_RE)}) THEN {_q(EXPECTED_FAILURE)}
-        WHEN {program} IN {_list(SEARCH_PROGRAMS)} AND {rc} = '1' THEN {_q(EXPECTED_FAILURE)}
+        WHEN {program} IN {_sql_list(SEARCH_PROGRAMS)} AND {rc} = '1' THEN {_q(EXPECTED_FAILURE)}
         ELSE {_q(TOOL_ERROR)} END"""

@@ -61,12 +61,6 @@ def _mask_value(v: str) -> str:
     return re.sub(r"([_-]?)\d[\w-]*$", r"\1…", v) if re.search(r"[A-Za-z]", v) else "…"
 
 
-def _program(label: str | None) -> str | None:
-    if not label:
-        return None
-    return label.split(":", 1)[1] if ":" in label else label
-
-
 def _code_lines(text: str | None) -> list[str]:
     return [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
 

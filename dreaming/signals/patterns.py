@@ -86,3 +86,9 @@ def _mask_sql(expr: str) -> str:
     for pat, rep in _MASKS:
         expr = f"regexp_replace({expr}, '{pat.replace(chr(39), chr(39) * 2)}', '{rep}', 'g')"
     return f"left(trim({expr}), 200)"
+
+
+# Text a client puts inside a person's turn: system reminders, a local command's echo and output. Stripped
+# before a person's statements are read (SQL) and before a correction's words are kept (people.py).
+NOT_PERSON_RE = (r"(?s)<system-reminder>.*?</system-reminder>|<command-[\w-]+>.*?</command-[\w-]+>"
+                 r"|<local-command-std\w+>.*?</local-command-std\w+>|<bash-std\w+>.*?</bash-std\w+>")

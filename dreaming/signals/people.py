@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 from dreaming.signals import failures
+from dreaming.signals.patterns import NOT_PERSON_RE
 
 WINDOW = 12
-_NOT_PERSON = re.compile(r"(?s)<system-reminder>.*?</system-reminder>|<command-[\w-]+>.*?</command-[\w-]+>"
-                         r"|<local-command-std\w+>.*?</local-command-std\w+>")
+_NOT_PERSON = re.compile(NOT_PERSON_RE)
 _INTERRUPT = re.compile(r"(?i)interrupted by (?:the )?user|\[request interrupted")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 import unicodedata
@@ -66,35 +65,6 @@ def _cap(sources: list[Source], cap: int) -> list[Source]:
     for s in sorted(merge_sources(sources), key=Source.sort_key):
         firsts.setdefault(s.session_id, s)
     return sorted(list(firsts.values())[:cap], key=Source.sort_key)
-
-
-def _short_command(command: str | None, tool: str | None) -> str:
-    """'uv pip install' from 'uv pip install requests==2.3'; the tool label for non-shell tools."""
-    if not tool or ":" not in tool or not command:
-        return tool or "the tool"
-    words = []
-    for w in command.strip().splitlines()[0].split():
-        if words and (any(c in w for c in "/=<>|&;$'\"") or w[0].isdigit()):
-            break
-        if w in ("cd",) and not words:
-            continue
-        words.append(w)
-        if len(words) == 3:
-            break
-    return " ".join(words) or tool
-
-
-_PLACEHOLDER = re.compile(r"<(?:n|q|id|hex|uuid|url|path)>")
-_WORKAROUND_FIELDS = ("workaround_event_id", "workaround_ts", "workaround_tool", "workaround_input",
-                      "workaround_command", "workaround_text")
-
-
-def _json_obj(text: str | None) -> dict | None:
-    try:
-        v = json.loads(text) if text and text.lstrip().startswith("{") else None
-    except ValueError:
-        return None
-    return v if isinstance(v, dict) else None
 
 
 def _fold_same_message(prefs: list[dict]) -> list[dict]:

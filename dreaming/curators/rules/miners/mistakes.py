@@ -23,8 +23,6 @@ from dreaming.signals import failures, shell
 _KIND_RANK = {"setup": 0, "flag": 1, "operand": 2, "line": 3, "swap": 4, "args": 5, "before": 6, "retry": 7}
 _IMPORT = re.compile(r"^(?:from \S+ )?import ")
 _CAP_ARG = re.compile(r"\(([A-Z]\w*)\)")
-_WORKAROUND_FIELDS = ("workaround_event_id", "workaround_ts", "workaround_tool", "workaround_input",
-                      "workaround_command", "workaround_text")
 
 
 def _cause(message: str) -> str:
@@ -174,7 +172,7 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     firsts: dict[str, dict] = {}
     for r in rows:
         firsts.setdefault(r["session_id"], r)
-    ev = _sources(list(firsts.values())) + _sources(list(firsts.values()), eid="fix_event_id", ts="fix_ts")
+    ev = _sources(list(firsts.values()))  # one source per session, the error (``_cap`` keeps the earliest)
     taint = _worst(*(r.get("taint") for r in rows))
     if any(r["session_id"] in run.fetched_at and r.get("fix_ts") is not None
            and r["fix_ts"] >= run.fetched_at[r["session_id"]] for r in rows):
