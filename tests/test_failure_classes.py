@@ -246,3 +246,50 @@ def test_an_unchanged_retry_after_another_call_is_not_a_transient_error(lake):
     sig = signals(lake, sessions)
     assert all(c["kind"] != "retry" for e in sig.errors for c in e["fix_candidates"])
     assert not [c for c in curate(sig, sessions) if c.kind == "mistake"]
+
+
+def test_a_test_run_that_reports_its_results_ran_so_the_error_before_it_is_fixed(lake):
+    """Django's runner: `runtests.py forms` cannot import a module named `forms`; `runtests.py forms_tests` runs
+    the tests and one of them errors. That run is the code's answer (expected), not a new tool error, and it
+    shows the label fix — learned once it recurs in two tasks."""
+    missing = ("<returncode>1</returncode><output>Testing against Django installed in '/testbed/django'\n"
+               "E\n======================================================================\n"
+               "ERROR: forms (unittest.loader._FailedTest)\nImportError: Failed to import test module: forms\n"
+               "Traceback (most recent call last):\nModuleNotFoundError: No module named 'forms'\n\n"
+               "Ran 1 test in 0.000s\n\nFAILED (errors=1)\n</output>")
+    ran = ("<returncode>1</returncode><output>Creating test database for alias 'default'...\n....E....\n"
+           "======================================================================\n"
+           "ERROR: test_unicode_filename (forms_tests.tests.tests.FormsModelTestCase)\n"
+           "----------------------------------------------------------------------\nTraceback (most recent "
+           "call last):\nUnicodeEncodeError: 'ascii' codec can't encode characters in position 39-47\n\n"
+           "Ran 912 tests in 4.021s\n\nFAILED (errors=1, skipped=1)\n</output>")
+
+    def sess(i):
+        return {"session_id": f"dj{i}", "start": T0 + timedelta(hours=i), "events": [
+            ("user", f"<pr_description>Issue {i}: a form field {i} loses its initial value</pr_description>"),
+            ("tool_use", "bash", {"command": "./tests/runtests.py forms"}), ("tool_result", missing, True),
+            ("tool_use", "bash", {"command": "ls tests"}), ("tool_result", "<returncode>0</returncode>"),
+            ("tool_use", "bash", {"command": "./tests/runtests.py forms_tests"}), ("tool_result", ran, True),
+        ]}
+    sessions = [sess(i) for i in range(2)]
+    sig = signals(lake, sessions)
+    by_cmd = {e["failed_command"]: e["failure_class"] for e in sig.errors}
+    assert by_cmd == {"./tests/runtests.py forms": "tool_error", "./tests/runtests.py forms_tests": "expected_failure"}
+    (m,) = [c for c in curate(sig, sessions) if c.kind == "mistake"]
+    assert m.support == 2 and "`forms_tests`" in m.after and "No module named 'forms'" in m.after
+
+
+@pytest.mark.parametrize("command,output", [
+    ("python -m pytest -q tests/test_api.py", "F..\n=========== 1 failed, 2 passed in 0.31s ===========\n"),
+    ("npx jest src/", "FAIL src/sum.test.js\nTests:       1 failed, 4 passed, 5 total\n"),
+    ("go test ./...", "--- FAIL: TestSum (0.00s)\n    sum_test.go:9: got 3\nFAIL\n"),
+    ("cargo test", "test tests::it_adds ... FAILED\n\ntest result: FAILED. 3 passed; 1 failed\n"),
+    ("bundle exec rspec", "Failures:\n  1) Cart totals\n\n3 examples, 1 failure\n"),
+])
+def test_a_test_run_that_reports_failing_tests_is_expected_in_every_runner(lake, command, output):
+    sessions = [{"session_id": "tr", "start": T0, "events": [
+        ("user", "Make the cart total include tax and keep the tests green"),
+        ("tool_use", "Bash", {"command": command}), ("tool_result", output, True),
+    ]}]
+    (e,) = signals(lake, sessions).errors
+    assert e["failure_class"] == "expected_failure", (command, e["line"])

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.realdata
 
 
 def test_mine_tau_bench_and_swebench_django(research_data, catalog, lake):
-    ingest = pytest.importorskip("dreaming.ingest")
+    from dreaming import ingest
     tau = research_data / "tau-bench-historical" / "gpt-4o-airline.json"
     swe = sorted((research_data / "swebench-verified-mini-swe-agent-gemini3pro" / "trajs_django").glob("*.traj.json"))
     if not tau.exists() or not swe:

@@ -17,7 +17,8 @@ harness_format     the harness rejected the agent's turn itself ("Please always 
                    action", a malformed tool call, an event that answers no call): not mined
 expected_failure   a failure that is information: a search that found nothing (``grep``/``find``/``rg``
                    exit 1 with no output), a test run that fails on an assertion (TDD red, a
-                   reproduction of the bug), a reproduction script that shows the bug: not mined
+                   reproduction of the bug, a test that errors in a run that reported its results),
+                   a reproduction script that shows the bug: not mined
 agent_bug          the agent's own slip: a syntax/indentation/name error in code it just wrote, a file
                    it named that does not exist (``ls``/``cat``/``rm``: No such file): not mined
 =================  ==================================================================================
@@ -63,6 +64,14 @@ TEST_RE = (r"(?i)(?:^|[\s/])(?:pytest|py\.test|runtests\.py|tox|nox|unittest|jes
            r"|\b(?:go|cargo|npm|yarn|pnpm|bun|make|mvn|gradle|dotnet|mix|manage\.py) (?:run )?test\b")
 # an assertion-style failure: the code under test answered wrongly (not the environment)
 ASSERT_RE = r"(?i)assertionerror|\bassert\b|^fail:|\bfailed\b.*\btests?\b|\btests? failed\b|!=|expected .* got"
+# the runner ran the tests and reported their results (unittest/Django "Ran 12 tests … FAILED (errors=1)",
+# "ERROR: test_x (mod.Class)", pytest's "= 1 failed, 3 passed ="): a test that errors is the code's answer
+# jest/vitest "Tests: 1 failed, 4 passed", go "--- FAIL: TestX", cargo "test result: FAILED.", rspec
+# "3 examples, 1 failure", mocha "1 failing", phpunit "Tests: 5, Assertions: 9, Failures: 1"
+TEST_RAN_RE = (r"(?im)^ran \d+ tests? in |^(?:error|fail): test\w* \(|^failed \((?:failures|errors)="
+               r"|^=+ .*\b\d+ (?:failed|passed|errors?)\b.* =+$|^\s*tests?(?: files)?:\s+\d+ failed"
+               r"|^--- fail: \w+|^test result: failed\.|^\d+ examples?, \d+ failures?|^\s*\d+ failing$"
+               r"|^tests: \d+, assertions: \d+, (?:failures|errors)")
 REPRO_RE = r"(?i)(?:^|[/_\s-])(?:repro\w*|reproduc\w*|demo|bug|issue|check|verify|debug|test_issue)\w*\.(?:py|sh|js)"
 
 
@@ -86,7 +95,8 @@ def classify_sql(*, text: str, is_result: str, failed_tool: str, program: str, c
         WHEN regexp_matches({text}, {_q(BUG_RE)}) THEN {_q(AGENT_BUG)}
         WHEN {program} IN {_sql_list(FILE_PROGRAMS)} AND regexp_matches({text}, {_q(NO_SUCH_FILE_RE)})
             THEN {_q(AGENT_BUG)}
-        WHEN regexp_matches(coalesce({command}, ''), {_q(TEST_RE)}) AND regexp_matches({text}, {_q(ASSERT_RE)})
+        WHEN regexp_matches(coalesce({command}, ''), {_q(TEST_RE)})
+             AND (regexp_matches({text}, {_q(ASSERT_RE)}) OR regexp_matches({text}, {_q(TEST_RAN_RE)}))
             THEN {_q(EXPECTED_FAILURE)}
         WHEN regexp_matches(coalesce({command}, ''), {_q(REPRO_RE)}) THEN {_q(EXPECTED_FAILURE)}
         WHEN {program} IN {_sql_list(SEARCH_PROGRAMS)} AND {rc} = '1' THEN {_q(EXPECTED_FAILURE)}
