@@ -91,3 +91,12 @@ def write_sessions(settings: Settings, sessions: list[dict], snapshot_id: str | 
     finally:
         cat.engine.dispose()
     return out
+
+
+def with_event_ids(text: str, idx) -> str:
+    """A digest's text with its short event tags (``[e12``) shown as the event ids they stand for
+    (``dreaming.digest.EvidenceIndex.by_alias``), so a test can read which event a line cites."""
+    import re
+
+    real = {a: eid for (_, a), eid in idx.by_alias.items()}
+    return re.sub(r"\[(e\d+)\b", lambda m: "[" + real.get(m.group(1), m.group(1)), text)

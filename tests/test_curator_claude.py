@@ -19,6 +19,7 @@ from dreaming.models import Memory, Usage
 from dreaming.policy import Policy
 from dreaming.signals import Signals
 from tests.anthropic_standin import MessagesStandin, error, text, tool_use, usage
+from tests.factories import with_event_ids
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 A, B = "sesn_aaa", "sesn_bbb"
@@ -153,7 +154,10 @@ def test_single_pass_when_the_digests_fit_one_batch(env):
     (req,) = api.message_requests
     assert req["tool_choice"] == {"type": "tool", "name": "propose_changes"}
     text = req["messages"][0]["content"]
-    assert f"session {A}" in text and f"session {B}" in text and f"[{EA_PREF}]" in text
+    idx = evidence_index(make_input().signals, [A, B])
+    assert f"session {A}" in text and f"session {B}" in text and f"[{idx.alias[(A, EA_PREF)]}]" in text
+    assert EA_PREF not in text  # events are shown by their short tags
+    assert [t["name"] for t in req["tools"]] == ["propose_changes"]  # one call: only the tool it must call
     assert [c.op for c in result.changes] == ["update", "add", "keep"] and result.notes == []
     assert result.usage == Usage(input_tokens=900, output_tokens=300, cache_creation_input_tokens=2000)
 
@@ -367,7 +371,8 @@ def test_the_digest_not_the_raw_transcript_is_sent(env):
 
 def test_digest_lines_carry_evidence_and_taint():
     sig = make_signals()
-    d = build_digests(sig, [A, B])
+    idx = evidence_index(sig, [A, B])
+    d = [type(x)(x.session_id, with_event_ids(x.text, idx), x.event_ids) for x in build_digests(sig, [A, B])]
     assert [x.session_id for x in d] == [A, B]
     assert f"[{EA_ERR} taint=tool_output]" in d[0].text and f"[{EA_PREF}]" in d[0].text
     assert 'cmd="uv pip install requests"' in d[0].text and "key=pref:package-manager" in d[0].text
@@ -375,7 +380,9 @@ def test_digest_lines_carry_evidence_and_taint():
     said = "We switched to 4-space indentation everywhere: always use 4 spaces, not 2"
     sig.preferences = [{"session_id": sid, "event_id": eid, "ts": t(0), "text": said, "polarity": "always",
                         "key": "pref:indentation"} for sid, eid in ((A, EA_PREF), (B, "sevt_b_pref"))]
-    (batch,) = build_batches(sig, [A, B], max_tokens=10_000)
+    idx = evidence_index(sig, [A, B])
+    batch = [type(x)(x.session_id, with_event_ids(x.text, idx), x.event_ids)
+             for x in build_batches(sig, [A, B], max_tokens=10_000)[0]]
     assert said in batch[0].text and said not in batch[1].text
     assert f"[sevt_b_pref] key=pref:indentation same as [{EA_PREF}]" in batch[1].text
     apart = build_batches(sig, [A, B], max_tokens=50)  # a reference never crosses batches
@@ -412,3 +419,24 @@ def test_model_allow_list(env):
         assert api.message_requests == []
         curator.curate(make_input())
     assert api.message_requests[0]["model"] == "claude-haiku-4-5"
+
+
+def test_the_model_cites_short_tags_and_the_changes_carry_the_event_ids(env):
+    """The digest shows `[e3]` instead of a 30-odd character event id; what the model cites back by tag is
+    resolved to the real event (and a tag of another session is not evidence for this one)."""
+    inp = make_input()
+    idx = evidence_index(inp.signals, [A, B])
+    tag_a, tag_b = idx.alias[(A, EA_ERR)], idx.alias[(B, EB_ERR)]
+    cited = {"changes": [
+        {"op": "add", "path": "/mistakes/pip-missing.md", "content": "pip is not installed; use `uv pip install`.",
+         "kind": "mistake", "reason": "recurs", "evidence": [ev(A, tag_a), ev(B, f"[{tag_b}]")], "confidence": 0.9},
+        {"op": "add", "path": "/mistakes/wrong.md", "content": "A tag cited under the wrong session.",
+         "kind": "mistake", "reason": "x", "evidence": [ev(A, tag_b)], "confidence": 0.9},
+    ]}
+    settings = env.model_copy(update={"claude_single_pass": True})
+    with MessagesStandin([tool_use("propose_changes", cited)]) as api:
+        result = ClaudeCurator(settings, client=client_for(api)).curate(inp)
+    (add,) = [c for c in result.changes if c.op == "add"]
+    assert {(e.session_id, e.event_id) for e in add.evidence} == {(A, EA_ERR), (B, EB_ERR)}
+    assert add.taint == "tool_output" and all(e.ts is not None for e in add.evidence)
+    assert any("wrong.md" in n and "not among the dream's inputs" in n for n in result.notes)

@@ -23,7 +23,7 @@ from dreaming.dreams import DreamService, Selection
 from dreaming.signals import Signals
 from dreaming.stores import StoreService
 from tests.anthropic_standin import MessagesStandin, tool_use
-from tests.factories import write_sessions
+from tests.factories import with_event_ids, write_sessions
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 A, B, C = "sesn_a", "sesn_b", "sesn_c"
@@ -99,9 +99,15 @@ def rich_signals() -> Signals:
     return sig
 
 
+def plain(sig, sids, digests):
+    """The digests with event ids in place of their short tags."""
+    idx = evidence_index(sig, sids)
+    return [type(d)(d.session_id, with_event_ids(d.text, idx), d.event_ids) for d in digests]
+
+
 def test_the_digest_carries_task_outcome_corrections_changed_arguments_and_conclusion():
     sig = rich_signals()
-    a, b, c = build_digests(sig, [A, B, C])
+    a, b, c = plain(sig, [A, B, C], build_digests(sig, [A, B, C]))
     head = a.text.splitlines()[0]
     assert "context=task-7" in head and 'voice="customer 42"' in head
     assert "outcome=reward=0.0" in head and head.endswith("success=no")
@@ -133,7 +139,7 @@ def test_the_digest_carries_task_outcome_corrections_changed_arguments_and_concl
 
 def test_untrusted_text_stays_marked_as_data():
     sig = rich_signals()
-    a, b, _ = build_digests(sig, [A, B, C])
+    a, b, _ = plain(sig, [A, B, C], build_digests(sig, [A, B, C]))
     assert "[sevt_a_err taint=tool_output]" in a.text  # tool output keeps its mark
     # the agent read a page before it concluded: its conclusion may repeat the page
     end_b = next(line for line in b.text.splitlines() if line.startswith("- end"))
@@ -152,13 +158,15 @@ def test_the_digest_stays_bounded():
     sig.user_messages[0]["text"] = long_task
     sig.corrections = [{"session_id": A, "event_id": f"sevt_c{i:02d}", "ts": t(30 + i), "kind": "correction",
                         "text": f"no, use option {i}"} for i in range(MAX_CORRECTIONS + 5)]
-    d = session_digest(sig, A, evidence_index(sig, [A]).taint)
+    idx = evidence_index(sig, [A])
+    (d,) = plain(sig, [A], [session_digest(sig, A, idx.taint, alias=idx.alias)])
     task = next(line for line in d.text.splitlines() if line.startswith("- task"))
     assert len(task) < MAX_TASK_CHARS + 40 and task.endswith('…"')
     assert sum(line.startswith("- user correction [sevt_c") for line in d.text.splitlines()) == MAX_CORRECTIONS
     assert "- …+5 more rejections/corrections" in d.text
     # trials of one task sit together in a batch, and the task is shown once
-    (batch,) = build_batches(rich_signals(), [A, C, B], 100_000)
+    sig = rich_signals()
+    batch = plain(sig, [A, C, B], build_batches(sig, [A, C, B], 100_000)[0])
     assert [d.session_id for d in batch] == [A, B, C]
     assert TASK in batch[0].text and TASK not in batch[1].text
     assert f"- task [sevt_b_task]: same as session {A}" in batch[1].text

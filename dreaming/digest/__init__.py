@@ -66,14 +66,26 @@ class EvidenceIndex:
     session_ids: set[str] = field(default_factory=set)
     events: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     taint: dict[tuple[str, str], str] = field(default_factory=dict)
+    # the short tag a digest shows for an event (``e1``, ``e2``…, unique in the dream) and back
+    alias: dict[tuple[str, str], str] = field(default_factory=dict)
+    by_alias: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def resolve(self, session_id: str, event_id: str | None) -> str | None:
+        """The event id that ``event_id`` names in ``session_id``: a digest's short tag, or the id itself."""
+        if event_id is None:
+            return None
+        return self.by_alias.get((session_id, event_id.strip("[]")), event_id)
 
     def has(self, session_id: str, event_id: str | None) -> bool:
         if session_id not in self.session_ids:
             return False
-        return event_id is None or (session_id, event_id) in self.events
+        return event_id is None or (session_id, self.resolve(session_id, event_id)) in self.events
 
     def ts(self, session_id: str, event_id: str | None):
-        return self.events.get((session_id, event_id)) if event_id else None
+        return self.events.get((session_id, self.resolve(session_id, event_id))) if event_id else None
+
+    def taint_of(self, session_id: str, event_id: str | None) -> str | None:
+        return self.taint.get((session_id, self.resolve(session_id, event_id)))
 
 
 def evidence_index(signals: Signals, session_ids: list[str]) -> EvidenceIndex:
@@ -112,13 +124,23 @@ def evidence_index(signals: Signals, session_ids: list[str]) -> EvidenceIndex:
         if key[0] in idx.session_ids and key[1] and t.get("taint") != "trusted":
             idx.events.setdefault(key, None)
             idx.taint[key] = worst_taint(idx.taint.get(key), t.get("taint") or "tool_output")
+    # short tags, in the dream's session order, then by event time and id: stable for the same inputs
+    order = {sid: i for i, sid in enumerate(session_ids)}
+    keys = sorted(idx.events, key=lambda k: (order.get(k[0], len(order)), k[0], _when(idx.events[k]), k[1]))
+    for n, key in enumerate(keys, 1):
+        idx.alias[key] = f"e{n}"
+        idx.by_alias[(key[0], f"e{n}")] = key[1]
     return idx
+
+
+def _when(ts) -> str:
+    return ts.isoformat() if hasattr(ts, "isoformat") else str(ts or "")
 
 
 def build_digests(signals: Signals, session_ids: list[str]) -> list[SessionDigest]:
     """One digest per input session, in the order of ``session_ids`` (sorted by the dream)."""
     idx = evidence_index(signals, session_ids)
-    return [session_digest(signals, sid, idx.taint) for sid in session_ids]
+    return [session_digest(signals, sid, idx.taint, alias=idx.alias) for sid in session_ids]
 
 
 def by_context(signals: Signals, session_ids: list[str]) -> list[str]:
@@ -131,7 +153,7 @@ def by_context(signals: Signals, session_ids: list[str]) -> list[str]:
 
 
 def build_batches(
-    signals: Signals, session_ids: list[str], max_tokens: int, max_sessions: int = 50
+    signals: Signals, session_ids: list[str], max_tokens: int, max_sessions: int = 100
 ) -> list[list[SessionDigest]]:
     """Digests of ``session_ids`` in consecutive batches of at most ``max_tokens`` (estimated), in order,
     except that sessions of one context (trials of one task) follow the first of them (``by_context``), so
@@ -147,11 +169,11 @@ def build_batches(
     size = 0
     for sid in by_context(signals, session_ids):
         trial = dict(seen)
-        d = session_digest(signals, sid, idx.taint, trial)
+        d = session_digest(signals, sid, idx.taint, trial, idx.alias)
         if cur and (size + d.tokens > max_tokens or len(cur) >= max_sessions):
             batches.append(cur)
             cur, size, trial = [], 0, {}
-            d = session_digest(signals, sid, idx.taint, trial)
+            d = session_digest(signals, sid, idx.taint, trial, idx.alias)
         cur.append(d)
         seen = trial
         size += d.tokens

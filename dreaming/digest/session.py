@@ -96,22 +96,31 @@ def session_digest(
     session_id: str,
     taint: dict[tuple[str, str], str] | None = None,
     seen: dict[str, str] | None = None,
+    alias: dict[tuple[str, str], str] | None = None,
 ) -> SessionDigest:
     """The digest of one session: a header and one tagged line per signal.
 
     ``seen`` (text -> event id, shared by the digests of one batch) replaces a long text already shown
     in the batch by ``same as [event_id]``: recurring errors and preferences are named once per batch,
     and a task already shown (trials of one task) by ``same as session <id>``.
+
+    ``alias`` ((session id, event id) -> short tag, ``EvidenceIndex.alias``) shows each event by its
+    dream-wide short tag (``e12``) instead of its 30-odd character id; the curator resolves the tags the
+    model cites back to event ids (``EvidenceIndex.resolve``). ``event_ids`` are always the real ids.
     """
     taint = taint or {}
     seen = {} if seen is None else seen
+    alias = alias or {}
     cited: list[str] = []
+
+    def shown_id(eid: str) -> str:
+        return alias.get((session_id, eid), eid)
 
     def once(text: str, eid: str | None) -> str:
         if len(text) > 40 and text in seen:
             return f"same as [{seen[text]}]"
         if eid:
-            seen.setdefault(text, eid)
+            seen.setdefault(text, shown_id(eid))
         return text
 
     def said(text: str, eid: str | None) -> str:
@@ -123,7 +132,7 @@ def session_digest(
             return ""
         cited.append(eid)
         t = taint.get((session_id, eid))
-        return f"[{eid}{' taint=' + t if t and t != 'trusted' else ''}]"
+        return f"[{shown_id(eid)}{' taint=' + t if t and t != 'trusted' else ''}]"
 
     meta = next((s for s in signals.sessions if s.get("session_id") == session_id), {})
     seq = next((s for s in signals.tool_sequences if s.get("session_id") == session_id), {})

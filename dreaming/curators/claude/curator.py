@@ -39,13 +39,16 @@ from dreaming.settings import Settings, get_settings
 _Run = Run  # the name before the package split
 
 
-def tool_request(run: Run, user_text: str, tool: str) -> dict:
-    """A Messages API request body that must answer by calling ``tool``."""
+def tool_request(run: Run, user_text: str, tool: str, only: bool = False) -> dict:
+    """A Messages API request body that must answer by calling ``tool``.
+
+    The calls of a map-reduce dream all carry both tools, so that they share one cacheable prefix (tools,
+    then system); a single-pass dream makes one call and carries ``only`` the tool it must call."""
     return {
         "model": run.model,
         "max_tokens": run.max_output,
         "system": run.system,
-        "tools": TOOLS,
+        "tools": [t for t in TOOLS if t["name"] == tool] if only else TOOLS,
         "tool_choice": {"type": "tool", "name": tool},
         "messages": [{"role": "user", "content": user_text}],
     }
@@ -82,7 +85,7 @@ def plan_dream(inp: CurationInput, settings: Settings, model: str | None = None)
     single = len(batches) == 1 and settings.claude_single_pass
     if single:
         # short input: one call reads the digests and the store and proposes the changeset
-        requests = [tool_request(run, single_pass_message(batches[0]), "propose_changes")]
+        requests = [tool_request(run, single_pass_message(batches[0]), "propose_changes", only=True)]
     else:
         requests = [tool_request(run, map_message(b, i + 1, len(batches)), "record_findings")
                     for i, b in enumerate(batches)]
@@ -136,7 +139,7 @@ class ClaudeCurator:
                     continue
                 d = f.model_dump(mode="json")
                 d["support"] = len({e.session_id for e in f.evidence})
-                d["taint"] = worst_taint(*(idx.taint.get((e.session_id, e.event_id)) for e in f.evidence)) or "trusted"
+                d["taint"] = worst_taint(*(idx.taint_of(e.session_id, e.event_id) for e in f.evidence)) or "trusted"
                 findings.append(d)
         for n, f in enumerate(findings, 1):
             f["finding"] = f"F{n}"
@@ -206,10 +209,11 @@ class ClaudeCurator:
                     drop(f"path {new_path} is already used by {holder}")
                     continue
             evidence = merge_sources(
-                [Source(session_id=e.session_id, event_id=e.event_id, ts=idx.ts(e.session_id, e.event_id))
+                [Source(session_id=e.session_id, event_id=idx.resolve(e.session_id, e.event_id),
+                        ts=idx.ts(e.session_id, e.event_id))
                  for e in s.evidence]
             )
-            taint = worst_taint(*(idx.taint.get((e.session_id, e.event_id)) for e in s.evidence)) or "trusted"
+            taint = worst_taint(*(idx.taint_of(e.session_id, e.event_id) for e in s.evidence)) or "trusted"
             common = dict(
                 op=s.op, key=s.key, kind=s.kind, reason=s.reason, evidence=evidence, confidence=s.confidence,
                 support=len({e.session_id for e in evidence}), taint=taint,

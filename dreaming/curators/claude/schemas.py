@@ -15,7 +15,7 @@ from dreaming.models import Kind, Op, check_path
 
 class EvidenceRef(BaseModel):
     session_id: str = Field(description="a session id from a 'session …' header line")
-    event_id: str = Field(description="an event id from a bracketed [...] tag of that session")
+    event_id: str = Field(description="the event tag from a bracketed [...] of that session, e.g. e12")
 
 
 class Finding(BaseModel):
