@@ -276,7 +276,8 @@ def test_a_test_run_that_reports_its_results_ran_so_the_error_before_it_is_fixed
     by_cmd = {e["failed_command"]: e["failure_class"] for e in sig.errors}
     assert by_cmd == {"./tests/runtests.py forms": "tool_error", "./tests/runtests.py forms_tests": "expected_failure"}
     (m,) = [c for c in curate(sig, sessions) if c.kind == "mistake"]
-    assert m.support == 2 and "`forms_tests`" in m.after and "No module named 'forms'" in m.after
+    assert m.support == 2 and m.after == ("When `runtests.py forms` fails with 'ModuleNotFoundError: No module "
+                                          "named 'forms'', use `forms_tests` instead of `forms`.")
 
 
 @pytest.mark.parametrize("command,output", [

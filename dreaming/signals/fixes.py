@@ -131,8 +131,8 @@ def candidates(calls: list[dict], fi: int, ri: int) -> list[dict]:
     suffix = _operand_suffix(fs, rs)
     if suffix:
         was, now = suffix
-        out.append({"kind": "operand", "key": f"operand:+{now[len(was):]}", "changed": [],
-                    "text": f"name it `{now}`, not `{was}`: the name takes `{now[len(was):]}`"})
+        out.append({"kind": "operand", "key": f"operand:{was}->{now}", "changed": [],
+                    "text": f"use `{now}` instead of `{was}`"})
     if fs.program and rs.program and fs.program != rs.program:
         head = _intent(fs)
         at = _find(rs.argv, head)
