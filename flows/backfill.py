@@ -22,7 +22,6 @@ from dreaming.errors import NotFound
 from dreaming.ops import BackfillDay, fill_outcome, plan_backfill
 from flows.dream import dream as dream_flow
 from flows.dream import run_dream_to_state
-from flows.hooks import store_writer_slot
 from tasks.output import artifact_key
 
 FAILED_OUTCOMES = ("gate_failed", "conflict")
@@ -61,13 +60,12 @@ def backfill(
             if item.action in ("skip", "done"):
                 log.info("%s: %s (%d sessions)", item.day, item.action, item.sessions)
                 continue
-            with store_writer_slot(store_row["id"]):
-                state = run_dream_to_state(
-                    dream_flow, store=store_row["id"], dream_id=item.dream_id, curator=curator,
-                    **({"session_ids": item.session_ids} if item.session_ids else {"day": item.day}),
-                    model=model, instructions=instructions, output_behavior=output_behavior,
-                    require_approval=require_approval, approval_timeout_s=0,  # never pause: see docstring
-                )
+            state = run_dream_to_state(  # the dream holds the store's writer slot itself (flows/hooks.py)
+                dream_flow, store=store_row["id"], dream_id=item.dream_id, curator=curator,
+                **({"session_ids": item.session_ids} if item.session_ids else {"day": item.day}),
+                model=model, instructions=instructions, output_behavior=output_behavior,
+                require_approval=require_approval, approval_timeout_s=0,  # never pause: see docstring
+            )
             try:
                 fill_outcome(item, cat.get_dream(item.dream_id))
             except NotFound:

@@ -10,7 +10,9 @@
 Each step is a thin task over dreaming.dreams / dreaming.gate / dreaming.promotion. A retried
 run resumes the same dream (its id derives from the flow run) and never promotes twice. While the
 dream runs (read → output) this process renews its lease in the catalog (dreaming.leases), so a
-dream whose process was killed is reaped even when Prefect still says RUNNING.
+dream whose process was killed is reaped even when Prefect still says RUNNING. It also holds its
+store's writer slot while it works (read → gate, then promote/reject) and never while it is paused for
+a person, so an approval can wait its full ``approval_timeout_s`` (flows/hooks.py ``writer_slot``).
 
 The flow is ``async`` only so that Prefect runs it on its async engine, which does not wait for
 the heartbeat thread at the end of a run (the sync engine joins it, ~1 s per dream); the steps
@@ -32,7 +34,8 @@ from prefect.states import Cancelled, Completed, State
 from dreaming import ids
 from dreaming.dreams import DreamCanceled, Selection
 from dreaming.errors import DreamFailure
-from flows.hooks import dream_lease, dream_selection, mark_canceled, mark_crashed, on_error, reap_stale
+from flows.hooks import (dream_lease, dream_selection, mark_canceled, mark_crashed, on_error, reap_stale,
+                         writer_slot, writer_slot_name)
 from tasks.curate import curate
 from tasks.gate import gate_task
 from tasks.output import write_output
@@ -65,43 +68,51 @@ async def dream(
         log = get_run_logger()
         selection: Selection = dream_selection(session_ids, since, day)
         dream_id = dream_id or ids.stable_id(ids.DREAM, flow_run.id)  # a retried run resumes the same dream
-        reap_stale(store, exclude=[dream_id])                          # dreams left running by killed runs
-        d = begin(store, selection, dream_id, str(flow_run.id),
-                  curator=curator, model=model, instructions=instructions,
-                  output_behavior=output_behavior, require_approval=require_approval)
+        slot = writer_slot_name(store)                                 # one writer per store (flows/hooks.py)
+        d = None
         try:
-            if d.status != "completed":
-                with dream_lease(d.id):                          # renewed while it runs; reaped if we die
-                    inputs = read_inputs(d.id)                   # READ
-                    result = curate(inputs)                      # CURATE
-                    d = write_output(inputs, result)             # OUTPUT
-            if d.promotion.state == "promoted":
-                return d.to_api()                                # a resumed run never promotes twice
-            gate = gate_task(d.id)                               # GATE
-            if not gate["success"]:
-                return Completed(name="Rejected", message=gate["summary"])
-            if require_approval or gate.get("needs_review"):     # REVIEW (asked for, or the gate wants a person)
+            async with writer_slot(slot):                        # held while it works, not while paused
+                reap_stale(store, exclude=[dream_id])            # dreams left running by killed runs
+                d = begin(store, selection, dream_id, str(flow_run.id),
+                          curator=curator, model=model, instructions=instructions,
+                          output_behavior=output_behavior, require_approval=require_approval)
+                if d.status != "completed":
+                    with dream_lease(d.id):                      # renewed while it runs; reaped if we die
+                        inputs = read_inputs(d.id)               # READ
+                        result = curate(inputs)                  # CURATE
+                        d = write_output(inputs, result)         # OUTPUT
+                if d.promotion.state == "promoted":
+                    return d.to_api()                            # a resumed run never promotes twice
+                gate = gate_task(d.id)                           # GATE
+                if not gate["success"]:
+                    return Completed(name="Rejected", message=gate["summary"])
+                if not (require_approval or gate.get("needs_review")):  # REVIEW asked for, or the gate wants a person
+                    d = promote_task(d.id, decided_by="auto")    # PROMOTE
+                    log.info("dream %s: promotion %s", d.id, d.promotion.state)
+                    return d.to_api()
                 request_approval_task(d.id)
-                decision = await await_approval(d, approval_timeout_s)
-                if decision is None:
-                    return Completed(name="AwaitingApproval", message=f"{gate['summary']}; `dreams approve {d.id}`")
-                who = decision.decided_by or "prefect-ui"
+            # Waiting on a person: no writer slot and no lease held, so the pause lasts its full timeout.
+            decision = await await_approval(d, approval_timeout_s)
+            if decision is None:
+                return Completed(name="AwaitingApproval", message=f"{gate['summary']}; `dreams approve {d.id}`")
+            who = decision.decided_by or "prefect-ui"
+            async with writer_slot(slot):
                 if not decision.approve:
                     reject_task(d.id, decided_by=who, reason=decision.note)
                     return Completed(name="Rejected", message=f"rejected in review: {decision.note}")
                 d = promote_task(d.id, decided_by=who, accepted_change_ids=decision.change_ids or None,
                                  reason=decision.note)
-            else:
-                d = promote_task(d.id, decided_by="auto")         # PROMOTE
             log.info("dream %s: promotion %s", d.id, d.promotion.state)
             return d.to_api()
         except DreamCanceled:
-            return Cancelled(message=f"dream {d.id} was canceled")
+            return Cancelled(message=f"dream {dream_id} was canceled")
         except DreamFailure as e:
-            on_error(d.id, e, final=True)
+            if d is not None:
+                on_error(d.id, e, final=True)
             raise
         except Exception as e:
-            on_error(d.id, e, final=flow_run.run_count > 1)
+            if d is not None:
+                on_error(d.id, e, final=flow_run.run_count > 1)
             raise
 
 

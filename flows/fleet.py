@@ -29,7 +29,6 @@ from dreaming.catalog import Catalog
 from dreaming.errors import NotFound
 from dreaming.ops import outcome_row, select_fleet_stores
 from flows.dream import dream as dream_flow  # noqa: F401 - looked up at run time by _dream_flow()
-from flows.hooks import store_writer_slot
 
 FLEET_LIMIT = "dreams-fleet"
 DEFAULT_WORKERS = 4
@@ -62,8 +61,8 @@ def dream_store(store: dict, dream_id: str, options: dict, limit_name: str | Non
     state = None
     try:
         with concurrency(limit_name, occupy=1, strict=True) if limit_name else nullcontext():
-            with store_writer_slot(store["id"]):
-                state = run_dream_to_state(_dream_flow(), store=store["id"], dream_id=dream_id, **options)
+            # the dream holds the store's writer slot itself (flows/hooks.py writer_slot)
+            state = run_dream_to_state(_dream_flow(), store=store["id"], dream_id=dream_id, **options)
         error = None
         if state.is_failed() or state.is_crashed() or state.is_cancelled():
             error = state.message or state.type.value

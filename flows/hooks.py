@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from dreaming.dreams import DreamService, Selection
@@ -98,32 +98,67 @@ def reap_stale(store: str, exclude: list[str] | None = None) -> list[str]:
     return [d.id for d in reap_stale_dreams(cat, store_id, prefect_run_state, exclude=exclude or [])]
 
 
-@contextmanager
-def store_writer_slot(store_id: str):
-    """One writer per store across deployments: Prefect global concurrency limit ``dreams-store-<id>``.
+WRITER_SLOT_LEASE_S = 60  # the shortest lease the Prefect API grants: a killed run frees its store within ~1 min
 
-    Enforced only where an operator created the limit (``prefect gcl create dreams-store-<id>
-    --limit 1``); when it does not exist this is a no-op (one lookup, no warning). Promotion is a
-    compare-and-swap, so a second writer can never corrupt a store; the limit only saves the
-    wasted work of a conflict.
+
+def writer_slot_name(store: str) -> str | None:
+    """The store's writer limit (``dreams-store-<id>``, see ``writer_slot``), or None where it has none.
+
+    A deployment run creates the limit (1 slot) when it is missing: dream deployments carry no Prefect
+    ``concurrency_limit`` (it crashes a paused run, see ``writer_slot``), so this limit is what keeps one
+    writer per store there. Any other run (CLI, Python, a backfill or fleet outside a deployment) holds
+    it where it exists: ``prefect gcl create dreams-store-<id> --limit 1`` opts a store in.
     """
     from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectNotFound
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.runtime import deployment
 
-    name = store_limit_name(store_id)
+    from dreaming.catalog import Catalog
+    from dreaming.errors import NotFound
+
     try:
-        with get_client(sync_client=True) as client:
+        name = store_limit_name(Catalog().get_store(store)["id"])
+    except NotFound:
+        return None  # begin() reports the bad store
+    with get_client(sync_client=True) as client:
+        try:
             client.read_global_concurrency_limit_by_name(name)
-    except ObjectNotFound:  # not configured: no limit (and no warning on every run)
+        except ObjectNotFound:  # not configured: no limit (and no warning on every run) …
+            if not deployment.id:
+                return None
+            try:  # … except for a deployment run, which always has one
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:  # another run created it first
+                pass
+    return name
+
+
+@asynccontextmanager
+async def writer_slot(name: str | None):
+    """Hold one slot of the store's writer limit ``name`` (from ``writer_slot_name``) for the block.
+
+    The dream holds it while it works (read → gate, then promote or reject), **never while it waits on
+    a person**: a paused dream holds no slot and no lease, so a pause lasts its full timeout and other
+    dreams of the store may run meanwhile (the approved one then promotes, or ends ``conflict`` when
+    the head moved: promotion is a compare-and-swap, so a second writer can never corrupt a store; the
+    limit saves the wasted work of a conflict). This replaces Prefect's deployment ``concurrency_limit``,
+    whose lease Prefect 3.8.8 revokes when the run goes Paused while the engine keeps renewing it,
+    so the run crashed ~225 s into its pause (docs/operations.md). A lease renewal that fails (the API
+    away for a minute) does not stop the dream, for the same reason.
+    """
+    if name is None:
         yield
         return
-    with concurrency(name, occupy=1, strict=True):
+    from prefect.concurrency.asyncio import concurrency
+
+    async with concurrency(name, occupy=1, strict=True, lease_duration=WRITER_SLOT_LEASE_S,
+                           raise_on_lease_renewal_failure=False):
         yield
 
 
 def store_limit_name(store_id: str) -> str:
-    """The name of a store's optional writer limit: ``dreams-store-<store id, lowercase, dashes>``."""
+    """The name of a store's writer limit: ``dreams-store-<store id, lowercase, dashes>``."""
     return "dreams-store-" + re.sub(r"[^a-z0-9]+", "-", store_id.lower()).strip("-")
 
 
