@@ -3,14 +3,19 @@
 ``crash_point(name)`` kills this process with SIGKILL when the environment variable
 ``DREAMS_TEST_CRASH_AT`` equals ``name`` — the hardest crash there is (no cleanup, no hooks), at a
 precise step. With the variable unset (always, outside tests) it does nothing.
+
+``DREAMS_TEST_STALL_AT=name`` makes the process sleep there instead (``DREAMS_TEST_STALL_S`` seconds,
+default 300): a dream caught mid-run, for the tests that signal the CLI (tests/test_cli_signals.py).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 ENV = "DREAMS_TEST_CRASH_AT"
+STALL_ENV = "DREAMS_TEST_STALL_AT"
 
 #: every named point, in the order a dream reaches them
 POINTS = (
@@ -30,3 +35,5 @@ POINTS = (
 def crash_point(name: str) -> None:
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(STALL_ENV) == name:
+        time.sleep(float(os.environ.get("DREAMS_TEST_STALL_S", "300")))

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import pyarrow as pa
 from pydantic import BaseModel, Field, field_validator
 
 from dreaming import ids
-from dreaming.schema import CHANGE_SCHEMA, MAX_CONTENT_BYTES, MAX_PATH_BYTES, MEMORY_SCHEMA
+from dreaming.schema import MAX_CONTENT_BYTES, MAX_PATH_BYTES
+
+if TYPE_CHECKING:  # pyarrow is imported by the round-trips below: reading the catalog needs none
+    import pyarrow as pa
 
 Kind = Literal["fact", "preference", "mistake", "workflow", "insight", "note"]
 Op = Literal["add", "update", "merge", "supersede", "prune", "keep"]
@@ -165,6 +167,10 @@ def memories_to_table(memories: list[Memory]) -> pa.Table:
     rows = [m.model_dump() for m in memories]
     for r in rows:
         r["sources"] = [s for s in r["sources"]]
+    import pyarrow as pa
+
+    from dreaming.schema import MEMORY_SCHEMA
+
     return pa.Table.from_pylist(rows, schema=MEMORY_SCHEMA)
 
 
@@ -173,6 +179,10 @@ def memories_from_table(table: pa.Table) -> list[Memory]:
 
 
 def changes_to_table(changes: list[Change]) -> pa.Table:
+    import pyarrow as pa
+
+    from dreaming.schema import CHANGE_SCHEMA
+
     return pa.Table.from_pylist([c.model_dump() for c in changes], schema=CHANGE_SCHEMA)
 
 

@@ -130,7 +130,7 @@ class StoreService:
         if version is None:
             version = self.catalog.get_store(store_id)["head_version"]
         row = self.catalog.get_version(store_id, version)
-        return memories_from_table(pq.read_table(self.settings.home / row["path"]))
+        return memories_from_table(pq.ParquetFile(self.settings.home / row["path"]).read())  # no pyarrow.dataset
 
     def head(self, ref: str) -> tuple[dict, list[Memory]]:
         store = self.catalog.get_store(ref)

@@ -38,15 +38,17 @@ def test_ingest_json_and_sessions(tmp_path, lake):
 
     r = runner.invoke(app, ["sessions", "--tenant", "acme", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.stdout)
+    page = json.loads(r.stdout)
+    assert set(page) == {"data", "next_page"}  # Anthropic's list shape, like every listing
+    rows = page["data"]
     assert [(s["session_id"], s["events"], s["errors"], s["agent_id"]) for s in rows] == [
         ("sesn_A", 4, 1, "bot"), ("sesn_B", 2, 0, "bot")]
     assert rows[0]["started_at"] == "2026-11-02T10:00:00Z" and rows[0]["ended_at"] == "2026-11-02T10:03:00Z"
 
     r = runner.invoke(app, ["sessions", "--since", "2026-11-03", "--json"])
-    assert [s["session_id"] for s in json.loads(r.stdout)] == ["sesn_B"]
+    assert [s["session_id"] for s in json.loads(r.stdout)["data"]] == ["sesn_B"]
     r = runner.invoke(app, ["sessions", "--tenant", "nobody", "--json"])
-    assert json.loads(r.stdout) == []
+    assert json.loads(r.stdout) == {"data": [], "next_page": None}
 
     # a second run is a no-op, and the plain summary says so
     r = runner.invoke(app, ["ingest", str(tmp_path), "--tenant", "acme", "--agent", "bot"])
@@ -65,7 +67,7 @@ def test_failed_file_exits_2_after_ingesting_the_good_ones(tmp_path, lake):
     assert [f["status"] for f in out["files"]] == ["ingested", "failed"]
     assert f"{tmp_path / 'bad.jsonl'}:2:" in out["files"][1]["error"]
     r = runner.invoke(app, ["sessions", "--json"])
-    assert [s["session_id"] for s in json.loads(r.stdout)] == ["sesn_G"]
+    assert [s["session_id"] for s in json.loads(r.stdout)["data"]] == ["sesn_G"]
 
 
 def test_bad_usage_exits_2(tmp_path, lake):

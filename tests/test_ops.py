@@ -146,6 +146,6 @@ def test_cli_backfill_dry_run_and_bad_input(lake, catalog):
         ("2026-11-02", 2, "run"), ("2026-11-03", 2, "run"), ("2026-11-04", 0, "skip")]
     assert catalog.list_dreams() == []  # a dry run records nothing
     r = CliRunner().invoke(app, ["fleet", "--scope", "acme", "--dry-run", "--json"])
-    assert r.exit_code == 0 and [s["store"] for s in json.loads(r.output)] == ["s"]
+    assert r.exit_code == 0 and [s["store"] for s in json.loads(r.output)["data"]] == ["s"]
     r = CliRunner().invoke(app, ["fleet", "--runner", "ray", "--scope", "acme"])
     assert r.exit_code == 2

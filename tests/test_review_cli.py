@@ -113,12 +113,14 @@ def test_rollback_and_history(catalog, monkeypatch, capsys, no_prefect):
     body = json.loads(out)
     assert body["head_version"] == body["version"] == d.candidate_version + 1
     code, out, _ = run_cli(monkeypatch, capsys, "store", "history", store["name"], "--json")
-    hist = json.loads(out)
+    page = json.loads(out)
+    assert page["next_page"] is None  # Anthropic's list shape, like every listing
+    hist = page["data"]
     assert [h["version"] for h in hist] == [1, d.candidate_version, body["version"]]
     assert hist[-1]["message"] == "rollback to v1" and hist[-1]["is_head"]
     code, out, _ = run_cli(monkeypatch, capsys, "store", "history", store["name"], "--memory", "/notes/m1.md",
                            "--json")
-    assert [h["event"] for h in json.loads(out)] == ["created", "deleted", "created"]
+    assert [h["event"] for h in json.loads(out)["data"]] == ["created", "deleted", "created"]
     code, out, _ = run_cli(monkeypatch, capsys, "store", "history", store["name"])
     assert code == 0 and "rollback" in out  # the table (rich wraps narrow terminals)
     code, _, err = run_cli(monkeypatch, capsys, "rollback", store["name"], "--to", "42")

@@ -54,21 +54,39 @@ _register()
 
 
 def main() -> None:
-    """Entry point: run the app, turning DreamsError into a clear message and exit code 2."""
+    """Entry point: run the app, turning DreamsError into a clear message and exit code 2, and SIGINT /
+    SIGTERM into a summary on stderr and exit 130 / 143 (dreaming.cli.interrupt)."""
+    from dreaming.cli import interrupt
+
+    interrupt.install()
+    signum = None
+    try:
+        rc = _run()
+    except BaseException as e:  # noqa: BLE001 - a signal may surface as any of three exception types
+        signum = interrupt.from_exception(e) or interrupt.pending()
+        if signum is None:
+            raise
+    signum = signum or interrupt.pending()  # also when something on the way up swallowed its exception
+    if signum is not None:
+        interrupt.leave(signum)  # summary on stderr, atexit callbacks, exit 130 / 143 without waiting
+    sys.exit(rc)
+
+
+def _run() -> int:
+    """The app's exit code (click usage errors: 2; DreamsError: its code, after the message)."""
     try:
         rc = app(standalone_mode=False)
         # with standalone_mode=False, click returns the code of `raise typer.Exit(n)` instead of raising
-        if isinstance(rc, int) and not isinstance(rc, bool) and rc:
-            sys.exit(rc)
+        return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
     except DreamsError as e:
         from dreaming.cli.common import err_console
 
         err_console.print(f"[bold red]error:[/] {e}", highlight=False)
-        sys.exit(e.exit_code)
+        return e.exit_code
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        return e.exit_code
     except typer.Abort:
-        sys.exit(1)
+        return 1
     except Exception as e:  # click usage errors
         import click
 
@@ -77,5 +95,5 @@ def main() -> None:
             type(e).__module__.startswith("typer.") and hasattr(e, "show") and hasattr(e, "exit_code")
         ):
             e.show()
-            sys.exit(2)
+            return 2
         raise

@@ -9,7 +9,6 @@ import typer
 
 from dreaming.cli import app
 from dreaming.cli.common import JsonOpt, console, fail, print_json
-from dreaming.settings import get_settings, use_lake
 
 MARKER = ".dreams-demo"
 
@@ -31,6 +30,8 @@ def demo(
     json_: bool = JsonOpt,
 ) -> None:
     """Generate a sample lake (agents, sessions, a starting store) and dream over it."""
+    from dreaming.settings import get_settings, use_lake
+
     home = (home or get_settings().home / "demo").resolve()
     _prepare(home)
     with use_lake(home):  # flows and tasks read the lake from the environment

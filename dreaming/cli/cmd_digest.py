@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from dreaming.catalog import Catalog
 from dreaming.cli import app
 from dreaming.cli.common import err_console, fail, print_json, read_instructions
 from dreaming.errors import BadInput, NotFound
+
+if TYPE_CHECKING:  # imported inside the commands: `dreams --help` stays quick
+    from dreaming.catalog import Catalog
 
 
 def _instructions(text: str | None, file: Path | None, limit: int) -> str | None:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.text import Text
 
-from dreaming import leases
-from dreaming.catalog import Catalog
-from dreaming.cli import app
+from dreaming.cli import app, interrupt
 from dreaming.cli.common import (JsonOpt, console, err_console, fail, parse_since, prefect_defaults, print_json,
-                                 print_table, read_instructions)
-from dreaming.dreams import DreamService, Selection
-from dreaming.models import DREAM_STATUSES, Dream
-from dreaming.report import diff_rows, render_report
+                                 print_list, print_table, read_instructions)
+
+if TYPE_CHECKING:  # imported inside the commands: `dreams --help` stays quick
+    from dreaming.dreams import Selection
+    from dreaming.models import Dream
 
 
 def _selection(session: list[str] | None, since: str | None, all_: bool) -> Selection:
+    from dreaming.dreams import Selection
+
     given = sum(bool(x) for x in (session, since, all_))
     if given > 1:
         fail("choose one of --session, --since and --all")
@@ -31,6 +32,7 @@ def _selection(session: list[str] | None, since: str | None, all_: bool) -> Sele
 def run_dream_flow(dream: Dream, *, approval_timeout_s: int = 0) -> Dream:
     """Run the Prefect `dream` flow for an already-recorded dream; returns its final record."""
     prefect_defaults()
+    from dreaming.catalog import Catalog
     from flows.dream import run_dream_to_state
 
     run_dream_to_state(store=dream.store_id, dream_id=dream.id, curator=dream.curator,
@@ -74,8 +76,12 @@ def run(
     json_: bool = JsonOpt,
 ) -> None:
     """Run a dream on a store: read → curate → output → gate → promote (or await approval)."""
+    from dreaming import leases
+    from dreaming.dreams import DreamService
+
     instructions = read_instructions(instructions, instructions_file)
     if curator == "claude":
+        from dreaming.catalog import Catalog
         from dreaming.curators.claude import check_credentials
 
         check_credentials(Catalog().settings)
@@ -91,8 +97,10 @@ def run(
         err_console.print(f"{left} more new session{'' if left == 1 else 's'} wait for the next dream (a dream takes at "
                           f"most {svc.settings.max_sessions_per_dream}; DREAMS_MAX_SESSIONS_PER_DREAM); run again, "
                           f"or `dreams backfill`, which splits a day into parts")
-    with leases.hold(svc.catalog, d.id):  # from now on: if this process dies, `dreams reap` fails it
-        d = run_dream_flow(d)
+    cut_off = [f"dream {d.id} cut off, nothing half-written: it is failed (crashed) by its flow's crash hook, "
+               f"or by `dreams reap --store {store}` once its lease expires"]
+    with leases.hold(svc.catalog, d.id), interrupt.summary(lambda: cut_off):  # from now on: if this process
+        d = run_dream_flow(d)                                                 # dies, `dreams reap` fails it
     if json_:
         print_json(d.to_api())
     else:
@@ -109,6 +117,9 @@ def list_(
     json_: bool = JsonOpt,
 ) -> None:
     """List dreams, newest first (archived ones hidden unless asked)."""
+    from dreaming.catalog import Catalog
+    from dreaming.schema import DREAM_STATUSES
+
     bad = sorted(set(status or []) - set(DREAM_STATUSES))
     if bad:
         fail(f"--status {', '.join(bad)}: not a dream status; choose from {', '.join(DREAM_STATUSES)}")
@@ -116,7 +127,7 @@ def list_(
     store_id = cat.get_store(store)["id"] if store else None
     dreams = cat.list_dreams(store_id=store_id, statuses=status, include_archived=include_archived, limit=limit)
     if json_:
-        print_json({"data": [d.to_api() for d in dreams], "next_page": None})
+        print_list(d.to_api() for d in dreams)
         return
     names = {s["id"]: s["name"] for s in cat.list_stores(include_archived=True)}
     rows = [{"id": d.id, "status": d.status, "store": names.get(d.store_id, d.store_id),
@@ -129,6 +140,8 @@ def list_(
 @app.command("show")
 def show(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonOpt) -> None:
     """Show one dream (Anthropic's dream object plus ours)."""
+    from dreaming.catalog import Catalog
+
     d = Catalog().get_dream(dream)
     if json_:
         print_json(d.to_api())
@@ -140,11 +153,16 @@ def show(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonO
 @app.command("diff")
 def diff(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonOpt) -> None:
     """The changes a dream proposes, grouped by op, with reasons and evidence."""
+    from rich.text import Text
+
+    from dreaming.dreams import DreamService
+    from dreaming.report import diff_rows, render_report
+
     svc = DreamService()
     d = svc.catalog.get_dream(dream)
     changes = svc.changes(dream)
     if json_:
-        print_json(diff_rows(changes))
+        print_list(diff_rows(changes))
     else:
         # verbatim: a Markdown renderer would eat `<n>`, `<id>` and turn `__main__` into bold "main"
         console.print(Text(render_report(d, changes)), soft_wrap=True, highlight=False)
@@ -153,6 +171,8 @@ def diff(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonO
 @app.command("cancel")
 def cancel(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonOpt) -> None:
     """Cancel a pending or running dream (and its Prefect flow run)."""
+    from dreaming.dreams import DreamService
+
     d = DreamService().cancel(dream)
     if d.flow_run_id:
         _cancel_flow_run(d.flow_run_id)
@@ -176,5 +196,7 @@ def _cancel_flow_run(flow_run_id: str) -> None:
 @app.command("archive")
 def archive(dream: str = typer.Argument(..., help="Dream id."), json_: bool = JsonOpt) -> None:
     """Archive a finished dream (hidden from `dreams list`; still readable by id)."""
+    from dreaming.dreams import DreamService
+
     d = DreamService().archive(dream)
     print_json(d.to_api()) if json_ else console.print(f"dream {d.id} archived")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from dreaming.cli import app
 from dreaming.cli.common import JsonOpt, console, err_console, fail, print_json
@@ -69,6 +68,8 @@ def eval_(
 
 
 def print_eval_table(report: dict) -> None:
+    from rich.table import Table
+
     from dreaming.evaluation.runner import COLUMNS, failures, fmt, table_rows
 
     cols = [("scenario", "scenario"), ("sessions", "sess."), ("promotion", "promotion"), *COLUMNS,

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC
 from pathlib import Path
 
-import typer
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from dreaming.catalog import Catalog
+import typer
+
 from dreaming.cli import app
-from dreaming.cli.common import print_table, JsonOpt, console, err_console, fail, parse_since, print_json
+from dreaming.cli.common import JsonOpt, console, err_console, fail, parse_since, print_json, print_list, print_table
 from dreaming.errors import BadInput
-from dreaming.ingest import FORMATS, IngestReport, check_name, expand_paths, ingest_files
+from dreaming.schema import SOURCE_FORMATS as FORMATS  # == dreaming.ingest.FORMATS (tests/test_cli_startup.py)
+
+if TYPE_CHECKING:  # imported inside the commands: `dreams --help` stays quick
+    from dreaming.ingest import IngestReport
 
 PROGRESS_MIN_FILES = 2
 """The progress bar shows when stderr is a terminal and the batch has at least this many files."""
@@ -43,6 +46,9 @@ def ingest(
 
     Each file is all or nothing; re-ingesting a file is a no-op. Secrets are redacted; lines
     skipped or repaired are reported. Exit 2 if any file failed (after ingesting the good ones)."""
+    from dreaming.catalog import Catalog
+    from dreaming.ingest import check_name, expand_paths, ingest_files
+
     if format_ != "auto" and format_ not in FORMATS:
         raise typer.BadParameter(f"choose auto or one of {', '.join(FORMATS)}", param_hint="--format")
     catalog = Catalog()
@@ -87,6 +93,8 @@ def ingest(
 
 
 def _print_summary(report: IngestReport) -> None:
+    from rich.table import Table
+
     if not report.files:
         console.print("no files to ingest (folders are searched for *.json, *.jsonl, *.ndjson)")
         return
@@ -156,7 +164,7 @@ def sessions(
     with Lake() as lake:
         rows = lake.sessions(tenant=tenant, agent=agent, since=parse_since(since))
     if json_:
-        print_json([{k: r.get(k) for k in [*SESSION_COLUMNS, "source_format"]} for r in rows])
+        print_list({k: r.get(k) for k in [*SESSION_COLUMNS, "source_format"]} for r in rows)
         return
     if not rows:
         console.print("no sessions (ingest some with `dreams ingest PATH`)")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from dreaming.catalog import Catalog
-from dreaming.cli import app
-from dreaming.cli.common import JsonOpt, console, err_console, fail, prefect_defaults, print_json, print_table
-from dreaming.ops import plan_backfill, select_fleet_stores
+from dreaming.cli import app, interrupt
+from dreaming.cli.common import (JsonOpt, console, err_console, fail, prefect_defaults, print_json, print_list,
+                                 print_table)
+from dreaming.cli.progress import backfill_progress, fleet_progress
 
 BACKFILL_COLUMNS = ["day", "part", "sessions", "action", "dream_id", "status", "promotion", "changes", "error"]
 FLEET_COLUMNS = ["store", "sessions", "dream_id", "status", "promotion", "changes", "seconds", "error"]
@@ -62,6 +62,9 @@ def backfill(
         fail(f"--curator must be rules or claude, got {curator!r}")
     if output_behavior not in ("create_new", "update_existing"):
         fail(f"--output-behavior must be create_new or update_existing, got {output_behavior!r}")
+    from dreaming.catalog import Catalog
+    from dreaming.ops import plan_backfill
+
     if dry_run:
         plan = [i.row() for i in plan_backfill(Catalog(), store, from_, to)]
         if json_:
@@ -70,13 +73,15 @@ def backfill(
             print_table(plan, ["day", "part", "sessions", "action", "dream_id", "status", "promotion"],
                         title=f"backfill plan for {store} (dry run)")
         return
-    plan_backfill(Catalog(), store, from_, to)  # bad store / dates: exit 2 before Prefect starts
+    catalog = Catalog()
+    plan = plan_backfill(catalog, store, from_, to)  # bad store / dates: exit 2 before Prefect starts
     prefect_defaults()
-    from flows.backfill import backfill as backfill_flow
+    with interrupt.summary(lambda: backfill_progress(catalog, store, plan)):  # on SIGINT/SIGTERM
+        from flows.backfill import backfill as backfill_flow
 
-    state = backfill_flow(store=store, start=from_, end=to, curator=curator, model=model,
-                          instructions=instructions, output_behavior=output_behavior,
-                          require_approval=require_approval, return_state=True)
+        state = backfill_flow(store=store, start=from_, end=to, curator=curator, model=model,
+                              instructions=instructions, output_behavior=output_behavior,
+                              require_approval=require_approval, return_state=True)
     _finish(state, "backfill", json_, "days", BACKFILL_COLUMNS, "backfill of {store}", "failed_days")
 
 
@@ -100,6 +105,10 @@ def fleet(
         fail(f"--runner must be threads or dask, got {runner!r}")
     if not (scope or store or all_stores):
         fail("choose stores: --scope, --store or --all-stores")
+    from dreaming.catalog import Catalog
+    from dreaming.models import utcnow
+    from dreaming.ops import select_fleet_stores
+
     only_new = not all_stores
     chosen = select_fleet_stores(Catalog(), scope=scope, stores=store, only_new=only_new)
     if not chosen:  # before Prefect starts: a selector that matches nothing is bad input, not a success
@@ -109,18 +118,21 @@ def fleet(
         err_console.print(f"no store of {said} has sessions that were not dreamt over; nothing to do "
                           f"(--all-stores dreams them anyway)")
         if json_:
-            print_json({"stores": 0, "dry_run": dry_run, "rows": [], "failed": [], "awaiting_approval": []})
+            print_list([]) if dry_run else print_json(
+                {"stores": 0, "dry_run": False, "rows": [], "failed": [], "awaiting_approval": []})
         return
     if dry_run:
         rows = [{"store": s["name"], "store_id": s["id"], "scope": s["scope"]} for s in chosen]
-        print_json(rows) if json_ else print_table(rows, ["store", "store_id", "scope"], title="fleet (dry run)")
+        print_list(rows) if json_ else print_table(rows, ["store", "store_id", "scope"], title="fleet (dry run)")
         return
     prefect_defaults()
-    from flows.fleet import fleet_flow
+    started, catalog = utcnow(), Catalog()
+    with interrupt.summary(lambda: fleet_progress(catalog, chosen, started)):  # on SIGINT/SIGTERM
+        from flows.fleet import fleet_flow
 
-    state = fleet_flow(runner, workers)(scope=scope, stores=store, only_new=only_new, curator=curator,
-                                        output_behavior=output_behavior, require_approval=require_approval,
-                                        max_concurrency=workers, return_state=True)
+        state = fleet_flow(runner, workers)(scope=scope, stores=store, only_new=only_new, curator=curator,
+                                            output_behavior=output_behavior, require_approval=require_approval,
+                                            max_concurrency=workers, return_state=True)
     _finish(state, "fleet", json_, "rows", FLEET_COLUMNS, "fleet: {stores} store(s)", "failed")
 
 

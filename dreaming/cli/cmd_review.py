@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import getpass
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
-from dreaming.catalog import Catalog
 from dreaming.cli import app, store_app
-from dreaming.cli.common import JsonOpt, console, err_console, print_json, print_table
-from dreaming.history import memory_history, rollback, store_history
-from dreaming.promotion import ReviewOutcome, review
+from dreaming.cli.common import JsonOpt, console, err_console, print_json, print_list, print_table
+
+if TYPE_CHECKING:  # imported inside the commands: `dreams --help` stays quick
+    from dreaming.catalog import Catalog
+    from dreaming.promotion import ReviewOutcome
 
 ByOpt = typer.Option(None, "--by", help="Who decides (default: user:<login>).")
 
@@ -93,6 +95,9 @@ def approve(
     json_: bool = JsonOpt,
 ) -> None:
     """Approve a dream awaiting approval (all changes, or only --change ones) and promote it."""
+    from dreaming.catalog import Catalog
+    from dreaming.promotion import review
+
     catalog = Catalog()
     out = review(catalog, dream, approve=True, decided_by=_who(by), change_ids=change or None, note=note or None,
                  resume=prefect_resumer)
@@ -108,6 +113,9 @@ def reject(
     json_: bool = JsonOpt,
 ) -> None:
     """Reject a dream awaiting approval: the store's head stays where it is."""
+    from dreaming.catalog import Catalog
+    from dreaming.promotion import review
+
     catalog = Catalog()
     out = review(catalog, dream, approve=False, decided_by=_who(by), note=reason or None, resume=prefect_resumer)
     _report(catalog, out, json_, wait)
@@ -121,6 +129,9 @@ def rollback_(
     json_: bool = JsonOpt,
 ) -> None:
     """Make a new head version with an old version's content (recorded as a rollback; nothing deleted)."""
+    from dreaming.catalog import Catalog
+    from dreaming.history import rollback
+
     catalog = Catalog()
     version = rollback(catalog, store, to, _who(by))
     s = catalog.get_store(store)
@@ -138,11 +149,14 @@ def history(
     json_: bool = JsonOpt,
 ) -> None:
     """List a store's versions with actor and message, or one memory's history."""
+    from dreaming.catalog import Catalog
+    from dreaming.history import memory_history, store_history
+
     catalog = Catalog()
     if memory:
         rows = memory_history(catalog, store, memory)
         if json_:
-            print_json(rows)
+            print_list(rows)
             return
         for r in rows:
             r["actor"] = _actor(r["created_by"])
@@ -151,7 +165,7 @@ def history(
         return
     rows = store_history(catalog, store)
     if json_:
-        print_json(rows)
+        print_list(rows)
         return
     for r in rows:
         r["actor"] = _actor(r["created_by"])
@@ -173,6 +187,7 @@ def gate(
     json_: bool = JsonOpt,
 ) -> None:
     """Run the Great Expectations gate on a completed dream again, and show which expectation failed."""
+    from dreaming.catalog import Catalog
     from dreaming.gate import gate_dream
 
     result = gate_dream(Catalog(), dream, data_docs=data_docs)

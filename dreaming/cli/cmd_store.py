@@ -7,10 +7,15 @@ from pathlib import Path
 
 import typer
 
-from dreaming.catalog import Catalog
 from dreaming.cli import store_app
-from dreaming.cli.common import JsonOpt, console, print_json, print_table
-from dreaming.stores import StoreService
+from dreaming.cli.common import JsonOpt, console, print_json, print_list, print_table
+
+
+def _service():
+    from dreaming.catalog import Catalog
+    from dreaming.stores import StoreService
+
+    return StoreService(Catalog())
 
 
 def _store_api(s: dict) -> dict:
@@ -38,7 +43,7 @@ def create(
     json_: bool = JsonOpt,
 ) -> None:
     """Create a memory store (version 1), empty or from a folder of files."""
-    svc = StoreService(Catalog())
+    svc = _service()
     if from_dir is not None:
         store = svc.create_from_dir(name, from_dir, scope=scope, description=description)
     else:
@@ -53,9 +58,11 @@ def create(
 @store_app.command("list")
 def list_(json_: bool = JsonOpt, include_archived: bool = typer.Option(False, "--include-archived")) -> None:
     """List memory stores."""
+    from dreaming.catalog import Catalog
+
     stores = Catalog().list_stores(include_archived=include_archived)
     if json_:
-        print_json([_store_api(s) for s in stores])
+        print_list(_store_api(s) for s in stores)
     else:
         print_table(stores, ["id", "name", "scope", "head_version", "updated_at"], title="memory stores")
 
@@ -67,7 +74,7 @@ def show(
     json_: bool = JsonOpt,
 ) -> None:
     """Show a store and the memories of its head (or of --version)."""
-    svc = StoreService(Catalog())
+    svc = _service()
     s = svc.catalog.get_store(store)
     memories = svc.read_version(s["id"], version)
     if json_:
@@ -102,9 +109,9 @@ def export(
     json_: bool = JsonOpt,
 ) -> None:
     """Write the head version (or --version) out as files, or as one CLAUDE.md / AGENTS.md."""
-    written = StoreService(Catalog()).export(store, directory, version, format=format_.value)
+    written = _service().export(store, directory, version, format=format_.value)
     if json_:
-        print_json([str(p) for p in written])
+        print_list(str(p) for p in written)
     elif format_ is ExportFormat.dir:
         console.print(f"wrote {len(written) - 1} memory files and the index {written[-1]}")
     else:

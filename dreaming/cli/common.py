@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,6 +34,17 @@ def _default(o: Any):
 def print_json(obj: Any) -> None:
     """JSON on stdout, nothing else (so scripts can pipe it)."""
     typer.echo(json.dumps(obj, default=_default, indent=2, ensure_ascii=False))
+
+
+def list_page(items: Iterable[Any]) -> dict:
+    """Anthropic's list envelope, ``{"data": [...], "next_page": null}``: the one shape every listing
+    prints with ``--json`` (the CLI returns the whole list, so there is never a next page)."""
+    return {"data": list(items), "next_page": None}
+
+
+def print_list(items: Iterable[Any]) -> None:
+    """A listing as JSON on stdout, in the list envelope of ``list_page``."""
+    print_json(list_page(items))
 
 
 _FREE_TEXT = {"message", "reason", "error", "content", "description", "text", "title", "summary", "why", "file"}
@@ -64,6 +75,8 @@ def print_table(rows: list[dict], columns: list[str], title: str | None = None) 
                 break
             dropped.insert(0, victims[-1])
             keep.remove(victims[-1])
+    from rich.table import Table
+
     t = Table(title=title, show_lines=False)
     for c in keep:
         if c in _FREE_TEXT and not piped:
