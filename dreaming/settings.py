@@ -104,6 +104,15 @@ class Settings(BaseModel):
                 return timedelta(seconds=float(v))
         return v
 
+    def check_model(self, model: str) -> str:
+        """``model`` when it is one of ``allowed_models``; else a clear error (exit 2) naming the setting."""
+        if model not in self.allowed_models:
+            from dreaming.errors import DreamsError
+
+            raise DreamsError(f"model {model!r} is not allowed; allowed models: {', '.join(self.allowed_models)} "
+                              "(setting DREAMS_ALLOWED_MODELS)")
+        return model
+
     @property
     def transcripts_dir(self) -> Path:
         return self.home / "transcripts"

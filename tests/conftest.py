@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="dreams-prefect-"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# a developer's own Prefect server on :4200 is never adopted by the CLI under test (dreaming.local_server)
+os.environ["DREAMS_LOCAL_PREFECT_URL"] = ""
 
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,3 +84,36 @@ def test_a_configured_server_is_never_overridden(clean_env, tmp_path):
         assert local_server.adopt_local_server() is None
     finally:
         srv.shutdown()
+
+
+@pytest.mark.flow
+def test_dreams_run_uses_the_running_server_instead_of_a_temporary_one(prefect_harness, lake, tmp_path):
+    """`dreams run` with no PREFECT_API_URL, a server answering locally: the flow run is on that server."""
+    import subprocess
+    import sys
+    from datetime import timedelta
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from dreaming.catalog import Catalog
+    from dreaming.stores import StoreService
+    from tests.factories import T0, write_sessions
+
+    StoreService(Catalog(lake)).create("local", scope="acme")
+    write_sessions(lake, [{"session_id": f"sesn_local{i}", "tenant": "acme", "start": T0 + timedelta(hours=i),
+                           "events": [("user", "always use uv, never pip"), ("assistant", "ok")]} for i in range(2)])
+    url = PREFECT_API_URL.value()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(DREAMS_HOME=str(lake.home), DREAMS_LOCAL_PREFECT_URL=url, PREFECT_HOME=str(tmp_path / "ph"))
+    dreams = str(Path(sys.executable).with_name("dreams"))
+    out = subprocess.run([dreams, "run", "--store", "local", "--json"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"using the Prefect server running at {url}" in out.stderr
+    assert "temporary server" not in out.stderr.lower()
+    dream_id = json.loads(out.stdout)["id"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+    assert any((r.parameters or {}).get("dream_id") == dream_id for r in runs), "the run is not on that server"

@@ -80,11 +80,15 @@ def digest(
     json_: bool = typer.Option(False, "--json", help="Print the request bodies as JSON."),
 ) -> None:
     """Print what the Claude curator would send: system prompt and user content (or request bodies, --json)."""
-    from dreaming.curators.claude import plan_dream
-    from dreaming.dreams import DreamService
+    from dreaming.settings import get_settings
 
     if (dream is None) == (store is None):
         fail("give a dream id or --store (with --session, --since or --all), not both")
+    if model is not None:
+        get_settings().check_model(model)  # refused before the SDK and the lake are loaded
+    from dreaming.curators.claude import plan_dream
+    from dreaming.dreams import DreamService
+
     svc = DreamService()
     cat, settings = svc.catalog, svc.settings
     if dream is not None:

@@ -26,7 +26,7 @@ def _finish(state, what: str, json_: bool, rows: str, columns: list[str], title:
         if summary[failed]:
             console.print(f"[red]failed:[/] {', '.join(summary[failed])}")
         for dream_id in summary.get("awaiting_approval") or []:
-            console.print(f"awaiting approval: dreams review {dream_id}, then dreams approve {dream_id}")
+            console.print(f"awaiting approval: dreams diff {dream_id}, then dreams approve {dream_id}")
     raise typer.Exit(1 if summary[failed] else 0)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,7 +17,8 @@ import typer
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
+# a message to a file or a pipe is one line per message, never wrapped at 80 columns
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 JsonOpt = typer.Option(False, "--json", help="Print the object(s) as JSON.")
 
@@ -121,9 +123,16 @@ def parse_since(text: str | None) -> datetime | None:
 def prefect_defaults() -> None:
     """Defaults for running flows from the CLI (the user's own settings win).
 
-    Without PREFECT_API_URL, Prefect starts a temporary local server; on a small or busy machine
-    it needs longer than Prefect's 20 s default to come up. Telemetry stays off.
+    Without PREFECT_API_URL, a Prefect server already answering on this machine (``prefect server
+    start``'s address, or ``DREAMS_LOCAL_PREFECT_URL``) is used (``dreaming.local_server``): no temporary
+    server to start, and the run shows in that UI. Else Prefect starts a temporary local server; on a
+    small or busy machine it needs longer than Prefect's 20 s default to come up. Telemetry stays off.
     """
+    from dreaming.local_server import adopt_local_server
+
+    url = adopt_local_server()
+    if url:
+        err_console.print(f"[dim]using the Prefect server running at {url} (PREFECT_API_URL is not set)[/]")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

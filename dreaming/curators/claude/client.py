@@ -50,12 +50,7 @@ def check_credentials(settings: Settings | None = None) -> None:  # noqa: ARG001
 
 
 def check_model(model: str, settings: Settings) -> str:
-    if model not in settings.allowed_models:
-        raise DreamsError(
-            f"model {model!r} is not allowed; allowed models: {', '.join(settings.allowed_models)} "
-            "(setting DREAMS_ALLOWED_MODELS)"
-        )
-    return model
+    return settings.check_model(model)
 
 
 def make_client(settings: Settings) -> anthropic.Anthropic:

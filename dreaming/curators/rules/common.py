@@ -118,3 +118,8 @@ def _contains(big: tuple, small: tuple) -> bool:
     """``small`` occurs contiguously in ``big`` (and is shorter)."""
     n = len(small)
     return n < len(big) and any(big[i: i + n] == small for i in range(len(big) - n + 1))
+
+
+def sessions_n(n: int) -> str:
+    """'1 session', '3 sessions': a count as the notes say it."""
+    return f"{n} session" if n == 1 else f"{n} sessions"

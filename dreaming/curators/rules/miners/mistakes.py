@@ -17,7 +17,7 @@ import re
 from collections import Counter, defaultdict
 
 from dreaming import ids, safety
-from dreaming.curators.rules.common import _cap, _clean, _confidence, _slug, _sources, _worst
+from dreaming.curators.rules.common import _cap, _clean, _confidence, _slug, _sources, _worst, sessions_n
 from dreaming.signals import failures, shell
 
 _KIND_RANK = {"setup": 0, "flag": 1, "operand": 2, "line": 3, "swap": 4, "args": 5, "before": 6, "retry": 7}
@@ -131,10 +131,10 @@ def mine(run) -> None:
     if run._mistake_injected:
         run.notes.append(f"errors whose text carries instructions aimed at the assistant (prompt injection), or a "
                          f"command that fetches and runs code or destroys data, were not mined "
-                         f"({len(run._mistake_injected)} sessions)")
+                         f"({sessions_n(len(run._mistake_injected))})")
     if run._mistake_unsafe:
         run.notes.append(f"workarounds that fetch and run code or destroy data were not stated as fixes "
-                         f"({len(run._mistake_unsafe)} sessions)")
+                         f"({sessions_n(len(run._mistake_unsafe))})")
     for _, gkey, best, rest, ctx, examples in sorted(found, key=lambda f: (f[0], f[1]))[: run.policy.max_mistakes]:
         _write(run, gkey, best, rest, ctx, examples)
 

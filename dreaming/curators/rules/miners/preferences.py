@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from dreaming import safety
-from dreaming.curators.rules.common import _cap, _clean, _confidence, _fold_same_message, _order_time, _slug, _sources, event_time
+from dreaming.curators.rules.common import _cap, _clean, _confidence, _fold_same_message, _order_time, _slug, _sources, event_time, sessions_n
 from dreaming.curators.rules.similarity import cluster_duplicates, norm_text
 from dreaming.models import Change, Memory, Source
 from dreaming.signals import slot_of
@@ -45,11 +45,11 @@ def mine(run) -> None:
         flags = sorted({f for sid in injected for f in poisoned.get(sid, ())} or {safety.INJECTION})
         run.notes.append(f"user messages that carry instructions aimed at the assistant (prompt injection), or "
                           f"commands that fetch and run code or destroy data ({', '.join(flags)}), were not mined "
-                          f"as preferences: nothing from those sessions' user messages ({len(injected)} sessions)")
+                          f"as preferences: nothing from those sessions' user messages ({sessions_n(len(injected))})")
     served = {p["session_id"] for p in prefs if p.get("voice", "team") != "team"}
     if served:
         run.notes.append(f"statements by the people this agent serves (a user or persona per session) are about their "
-                         f"own request, not rules for the agent; not mined ({len(served)} sessions)")
+                         f"own request, not rules for the agent; not mined ({sessions_n(len(served))})")
     prefs = _fold_same_message([p for p in prefs if p["session_id"] not in injected and p["session_id"] not in served])
     prefs.sort(key=lambda p: (p["ts"], p["session_id"], p["event_id"], p["text"]))
     keyed: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
