@@ -88,6 +88,34 @@ originals = sa.Table(  # opt-in (--keep-secrets): the unredacted originals of a 
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+lake_files = sa.Table(  # the session index's file list (dreaming.lake_index): a registered file without a row is
+    # indexed from the file on first use
+    "lake_files",
+    metadata,
+    sa.Column("path", sa.String, primary_key=True),  # lake-relative, as in snapshots.files
+    sa.Column("snapshot_id", sa.String, nullable=False, index=True),
+    sa.Column("tenant", sa.String, nullable=False),
+    sa.Column("day", sa.String),  # the hive day= partition, YYYY-MM-DD
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("unique_ids", sa.Boolean),  # no event id twice in the file (a session read from it alone needs no dedupe)
+)
+
+session_index = sa.Table(  # one row per session per snapshot file, written with the snapshot (dreaming.lake_index)
+    "session_index",
+    metadata,
+    sa.Column("path", sa.String, primary_key=True),
+    sa.Column("session_id", sa.String, primary_key=True),
+    sa.Column("tenant", sa.String, nullable=False),
+    sa.Column("agent_id", sa.String),  # the least and greatest agent id of the session's rows in this file
+    sa.Column("agent_id_max", sa.String),
+    sa.Column("first_ts", sa.DateTime(timezone=True), nullable=False),  # UTC
+    sa.Column("last_ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("day", sa.String),
+    sa.Column("events", sa.Integer, nullable=False),  # rows in this file, before the lake's dedupe
+    sa.Index("ix_session_index_session", "tenant", "session_id"),
+    sa.Index("ix_session_index_last_ts", "tenant", "last_ts"),
+)
+
 dreamt_sessions = sa.Table(
     "dreamt_sessions",
     metadata,
@@ -382,15 +410,23 @@ class Catalog:
                          source_format: str = "anthropic", agent_id: str | None = None) -> None:
         """Register Parquet files written straight into the lake (generators, test factories) as
         snapshots, one row per tenant (``tenant=<t>`` in the path), so that the lake reads them."""
+        from dreaming import lake_index
+
         home = self.settings.home
         by_tenant: dict[str, list[str]] = {}
+        built = []
         for p in paths:
             rel = p.resolve().relative_to(home.resolve()).as_posix()
             tenant = next(part[7:] for part in rel.split("/") if part.startswith("tenant="))
             by_tenant.setdefault(tenant, []).append(rel)
+        sid_of = {tenant: snapshot_id if n == 0 else f"{snapshot_id}~{tenant}"
+                  for n, tenant in enumerate(sorted(by_tenant))}
+        for tenant, files in by_tenant.items():  # the session index, in the same transaction
+            built += [lake_index.index_file(home / rel, rel, sid_of[tenant]) for rel in files]
         with self.tx() as conn:
-            for n, (tenant, files) in enumerate(sorted(by_tenant.items())):
-                sid = snapshot_id if n == 0 else f"{snapshot_id}~{tenant}"
+            lake_index.insert(conn, [f for f, _ in built], [s for _, rows in built for s in rows])
+            for tenant, files in sorted(by_tenant.items()):
+                sid = sid_of[tenant]
                 self.insert_snapshot(conn, {
                     "id": sid, "tenant": tenant, "agent_id": agent_id, "source_path": "(written directly)",
                     "source_sha256": f"direct:{sid}", "source_format": source_format, "files": files,
@@ -443,4 +479,4 @@ def registered_files(settings: Settings) -> list[str]:
         cat.engine.dispose()
 
 
-__all__ = ["Catalog", "Conflict", "registered_files"]
+__all__ = ["Catalog", "Conflict", "lake_files", "registered_files", "session_index"]

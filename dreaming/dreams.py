@@ -231,9 +231,11 @@ class DreamService:
             dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "base_version", base_version))
         base = self.stores.read_version(store["id"], base_version)
         scope = Scope.parse(store["scope"])
-        with Lake(self.settings) as lake:
-            # keyed by (tenant, session id): another tenant's session with the same id is not there
-            sessions = lake.sessions(tenant=scope.tenant, session_ids=dream.session_ids) if dream.session_ids else []
+        with Lake(self.settings) as lake, lake.scoped(dream.session_ids, tenant=scope.tenant) as selected:
+            # only the files that hold these sessions are read (the catalog's session index); keyed by
+            # (tenant, session id): another tenant's session with the same id is not there
+            sessions = (selected.sessions(tenant=scope.tenant, session_ids=dream.session_ids)
+                        if dream.session_ids else [])
             found = {s["session_id"]: s for s in sessions}
             for sid in dream.session_ids:
                 s = found.get(sid)
@@ -247,7 +249,7 @@ class DreamService:
                     )
             from dreaming.signals import extract_signals
 
-            signals = extract_signals(lake.con, dream.session_ids, policy or Policy(), tenant=scope.tenant)
+            signals = extract_signals(selected, dream.session_ids, policy or Policy(), tenant=scope.tenant)
         clock = event_clock(sessions, dream.created_at)
         return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
                            now=(clock or dream.created_at).astimezone(UTC), age_out=clock is not None)

@@ -1,29 +1,38 @@
 """The transcript lake, queried with DuckDB (one in-memory connection per process).
 
 Views:
-- ``events``: every event of every snapshot, deduplicated by (tenant, event_id) so overlapping
+- ``events``: every event of every snapshot, deduplicated by (tenant, session_id, event_id) so overlapping
   exports count once (the earliest snapshot wins), with the hive ``day`` partition column.
 - ``sessions``: one row per session: start, end, events, tool calls, errors, outcome.
+
+``Lake.con`` carries these views over the whole lake (defined on first use). Selections do not pay
+the whole lake: ``Lake.sessions(...)`` asks the catalog's session index (``dreaming.lake_index``)
+which sessions may match and which files hold them, and ``Lake.scoped(session_ids, tenant)`` gives a
+connection whose ``events``/``sessions`` views read only those files, keep only those sessions'
+rows, and deduplicate inside them — the same rows the whole-lake views give for those sessions.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import os
+from datetime import UTC, datetime
 
 import duckdb
 
-from dreaming.schema import EVENT_SCHEMA
 from dreaming.settings import Settings, get_settings
 
-_EMPTY_COLS = ", ".join(
-    f"CAST(NULL AS {t}) AS {f.name}"
-    for f, t in zip(
-        EVENT_SCHEMA,
-        ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "TIMESTAMPTZ", "VARCHAR", "VARCHAR", "VARCHAR",
-         "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"],
-        strict=True,
-    )
-)
+log = logging.getLogger(__name__)
+_EMPTY_TYPES = ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "TIMESTAMPTZ", "VARCHAR", "VARCHAR", "VARCHAR",
+                "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR"]
+
+
+def _empty_cols() -> str:
+    """The event columns as typed NULLs (the views of a lake without files); reads the schema lazily."""
+    from dreaming.schema import EVENT_SCHEMA
+
+    return ", ".join(f"CAST(NULL AS {t}) AS {f.name}" for f, t in zip(EVENT_SCHEMA, _EMPTY_TYPES, strict=True))
+
 
 SESSIONS_SQL = """
 CREATE OR REPLACE TEMP VIEW sessions AS
@@ -44,13 +53,138 @@ GROUP BY tenant, session_id
 """
 
 
+INLINE_IDS = 5000
+_DEDUPE = "QUALIFY row_number() OVER (PARTITION BY tenant, session_id, event_id ORDER BY snapshot_id, seq) = 1"
+
+
+def _source(files: list[str]) -> str:
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    union = ", union_by_name=true" if len(files) > 1 else ""  # binding it reads every file's footer
+    return (f"SELECT * EXCLUDE (day), day FROM read_parquet([{listing}], hive_partitioning=true, "
+            f"hive_types={{'day': DATE, 'tenant': VARCHAR}}{union})")
+
+
+def _literal_list(values) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def define_views(con: duckdb.DuckDBPyConnection, files: list[str], scope: list[tuple[str, str]] | None = None,
+                 materialize: bool = False, dedupe: bool = True) -> None:
+    """Define the ``events`` and ``sessions`` views on ``con`` over ``files``. With ``scope`` (the
+    (tenant, session_id) pairs to keep) only those sessions' rows are kept, before the dedupe window
+    (as constants the Parquet scan filters on; a temp table ``_scope`` beyond a few thousand, or for
+    several tenants); with ``materialize`` the events are read once into a temp table. ``dedupe=False``
+    only where no event id can repeat among the kept rows (``Lake._scope`` knows it from the index)."""
+    if not files:
+        body = f"SELECT {_empty_cols()}, CAST(NULL AS DATE) AS day WHERE false"
+    elif scope is None:
+        body = f"SELECT * FROM ({_source(files)}) {_DEDUPE}"
+    else:
+        tenants = sorted({t for t, _ in scope})
+        rows = f"SELECT * FROM ({_source(files)}) WHERE list_contains({_literal_list(tenants)}, tenant)"
+        if len(tenants) == 1 and len(scope) <= INLINE_IDS:
+            rows += f" AND list_contains({_literal_list(s for _, s in scope)}, session_id)"
+        else:
+            import pyarrow as pa
+
+            con.register("_scope_arrow", pa.table({"tenant": pa.array([t for t, _ in scope], pa.string()),
+                                                   "session_id": pa.array([s for _, s in scope], pa.string())}))
+            con.execute("CREATE OR REPLACE TEMP TABLE _scope AS SELECT * FROM _scope_arrow")
+            con.unregister("_scope_arrow")
+            rows = (f"SELECT * FROM ({rows}) e SEMI JOIN _scope s "
+                    "ON e.tenant = s.tenant AND e.session_id = s.session_id")
+        body = f"SELECT * FROM ({rows}) {_DEDUPE if dedupe else ''}"
+    kind = "TABLE" if materialize else "VIEW"
+    con.execute(f"CREATE OR REPLACE TEMP {kind} events AS {body}")
+    con.execute(SESSIONS_SQL)
+
+
+def query_sessions(con, tenant=None, agent=None, since=None, until=None, session_ids=None) -> list[dict]:
+    """Rows of the ``sessions`` view on ``con`` matching the filters, oldest first."""
+    where, params = [], []
+    if tenant:
+        where.append("tenant = ?")
+        params.append(tenant)
+    if agent:
+        where.append("agent_id = ?")
+        params.append(agent)
+    if since:
+        where.append("started_at >= ?")
+        params.append(since)
+    if until:
+        where.append("started_at < ?")
+        params.append(until)
+    if session_ids is not None:
+        where.append("list_contains(?, session_id)")
+        params.append(list(session_ids))
+    sql = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY started_at, session_id, tenant"
+    cur = con.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+_DB: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """A connection of its own (temp views and tables are per connection) to this process's in-memory
+    DuckDB database: opening a database costs ~50 ms, a cursor of an open one nothing."""
+    global _DB
+    if _DB is None or _DB[0] != os.getpid():  # never a database inherited through fork
+        if _DB is None:
+            import atexit
+
+            atexit.register(_close_database)
+        _DB = (os.getpid(), duckdb.connect())
+    con = _DB[1].cursor()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _close_database() -> None:
+    global _DB
+    if _DB is not None and _DB[0] == os.getpid():
+        _DB[1].close()
+    _DB = None
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class Scoped:
+    """``events``/``sessions`` views over the files that hold a selection of sessions, on a connection of
+    its own (a cursor of the lake's database). ``files``: what it reads; ``missing``: registered files of
+    the selection that are missing on disk (left out). Pass it (or ``.con``) to ``extract_signals``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, files: list[str], missing: list[str], owned: bool = True):
+        self.con, self.files, self.missing, self._owned = con, files, missing, owned
+
+    def sessions(self, **filters) -> list[dict]:
+        return query_sessions(self.con, **filters)
+
+    def __enter__(self) -> "Scoped":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owned:
+            self.con.close()
+
+
 class Lake:
     """DuckDB over ``$DREAMS_HOME/transcripts``. Cheap to create; use as a context manager."""
 
     def __init__(self, settings: Settings | None = None, con: duckdb.DuckDBPyConnection | None = None):
         self.settings = settings or get_settings()
-        self.con = con or duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
+        self._con = con or _connect()
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._catalog = None
         self.refresh()
 
     def __enter__(self) -> "Lake":
@@ -60,7 +194,18 @@ class Lake:
         self.close()
 
     def close(self) -> None:
-        self.con.close()
+        self._con.close()
+        if self._catalog is not None:
+            self._catalog.engine.dispose()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection with the whole-lake ``events``/``sessions`` views (every registered file: a
+        query on them pays the whole lake; selections go through ``sessions()`` / ``scoped()``)."""
+        if not self._full:
+            define_views(self._con, self.files)
+            self._full = True
+        return self._con
 
     @property
     def glob(self) -> str:
@@ -70,40 +215,104 @@ class Lake:
     def has_files(self) -> bool:
         return bool(self.files)
 
+    @property
+    def files(self) -> list[str]:
+        """Every registered file on disk (checked on first use: a selection checks only its own files)."""
+        if self._files is None:
+            self._check_disk()
+        return self._files
+
+    @property
+    def missing(self) -> list[str]:
+        """Registered files missing on disk: left out of every read."""
+        if self._missing is None:
+            self._check_disk()
+        return self._missing
+
+    def _check_disk(self) -> None:
+        self._files, self._missing = [], []
+        for path in self._registered.values():
+            (self._files if os.path.isfile(path) else self._missing).append(path)
+        if self._missing:
+            log.warning("%d registered snapshot file(s) are missing on disk and are left out (first: %s); "
+                        "see `dreams lake fsck`", len(self._missing), self._missing[0])
+
     def refresh(self) -> None:
-        """(Re)define the views over the files the catalog registers — exactly those: a file that
-        a crashed ingest left in ``transcripts/`` without a catalog row is never read (``dreams
-        lake fsck`` quarantines it). A registered file missing on disk is left out and listed in
-        ``self.missing`` (fsck reports it) rather than failing every query."""
-        from dreaming.catalog import registered_files
-
+        """Re-read which files the catalog registers — exactly those: a file that a crashed ingest left
+        in ``transcripts/`` without a catalog row is never read (``dreams lake fsck`` quarantines it).
+        A registered file missing on disk is left out and listed in ``self.missing`` (fsck reports it)
+        rather than failing every query. The whole-lake views are (re)defined on next use of ``con``."""
         home = self.settings.home
-        self.files: list[str] = []
-        self.missing: list[str] = []
-        for rel in dict.fromkeys(registered_files(self.settings)):
-            (self.files if (home / rel).is_file() else self.missing).append(str(home / rel))
-        if self.missing:
-            import logging
+        # no catalog where none exists yet: a lake never written has no files, and stays free of side effects
+        if self._catalog is None and (self.settings.catalog_url is not None or self.settings.catalog_path.exists()):
+            from dreaming.catalog import Catalog
 
-            logging.getLogger(__name__).warning(
-                "%d registered snapshot file(s) are missing on disk and are left out (first: %s); "
-                "see `dreams lake fsck`", len(self.missing), self.missing[0])
-        if self.files:
-            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in self.files)
-            src = (
-                f"SELECT * EXCLUDE (day), day FROM read_parquet([{listing}], hive_partitioning=true, "
-                "hive_types={'day': DATE, 'tenant': VARCHAR}, union_by_name=true)"
-            )
-            self.con.execute(
-                f"""CREATE OR REPLACE TEMP VIEW events AS
-                SELECT * FROM ({src})
-                QUALIFY row_number() OVER (PARTITION BY tenant, event_id ORDER BY snapshot_id, seq) = 1"""
-            )
-        else:
-            self.con.execute(
-                f"CREATE OR REPLACE TEMP VIEW events AS SELECT {_EMPTY_COLS}, CAST(NULL AS DATE) AS day WHERE false"
-            )
-        self.con.execute(SESSIONS_SQL)
+            self._catalog = Catalog(self.settings)
+        registered, indexed = [], 0
+        if self._catalog is not None:  # one catalog connection: the registered files, and how many are indexed
+            from dreaming import lake_index
+
+            registered, indexed = lake_index.registered_and_indexed(self._catalog)
+        self._complete = indexed >= len(set(registered))
+        self._registered: dict[str, str] = {rel: str(home / rel) for rel in registered}  # lake-relative -> read path
+        self._files: list[str] | None = None
+        self._missing: list[str] | None = None
+        self._full = False
+        self._indexed: bool | None = None
+        self._con.execute("DROP VIEW IF EXISTS sessions")
+        self._con.execute("DROP VIEW IF EXISTS events")
+
+    # --- selections through the session index ---------------------------------------------------
+
+    def _index_ready(self) -> bool:
+        """Whether the session index covers the files on disk (built once for files registered without
+        it); False (whole-lake reads, as before the index) when the catalog cannot be written."""
+        if self._indexed is None:
+            from dreaming import lake_index
+
+            try:
+                if not self._complete:
+                    on_disk = set(self.files)
+                    lake_index.ensure_indexed(self._catalog, present={r for r, p in self._registered.items()
+                                                                      if p in on_disk})
+                self._indexed = True
+            except Exception as e:  # noqa: BLE001 - a read-only catalog still reads, only slower
+                log.warning("the session index could not be built (%s: %s); reading the whole lake",
+                            type(e).__name__, e)
+                self._indexed = False
+        return self._indexed
+
+    def _scope(self, rows: list[tuple[str, str, str, bool]], materialize: bool = False) -> Scoped:
+        """A ``Scoped`` over the index rows ``(path, tenant, session_id, unique_ids)``."""
+        home = self.settings.home
+        paths = dict.fromkeys(r[0] for r in rows)
+        there = {p for p in paths if os.path.isfile(home / p)}
+        files = [str(home / p) for p in paths if p in there]
+        missing = [str(home / p) for p in paths if p not in there]
+        if missing:
+            log.warning("%d snapshot file(s) of the selection are missing on disk and are left out (first: %s); "
+                        "see `dreams lake fsck`", len(missing), missing[0])
+        held = [(t, s) for p, t, s, _ in rows if p in there]
+        pairs = sorted(set(held))
+        # the dedupe window is needed only where a kept event can come twice: a session held by several
+        # files (overlapping exports, or a session across midnight), or a file that repeats an event id
+        dedupe = len(held) != len(pairs) or not all(u for p, _, _, u in rows if p in there)
+        con = _connect()
+        define_views(con, files, scope=pairs, materialize=materialize, dedupe=dedupe)
+        return Scoped(con, files, missing)
+
+    def scoped(self, session_ids: list[str], tenant: str | None = None, materialize: bool = False) -> Scoped:
+        """Views over exactly the files that hold ``tenant``'s sessions ``session_ids`` (any tenant's
+        when None), keeping only those sessions' rows; nothing else of the lake is opened. With
+        ``materialize`` the events are read once into a temp table (every column)."""
+        if not self._registered:
+            return self._scope([])
+        if not self._index_ready():
+            return Scoped(self.con, self.files, self.missing, owned=False)
+        from dreaming import lake_index
+
+        rows = lake_index.select(self._catalog, tenant=tenant, session_ids=list(session_ids))
+        return self._scope(rows, materialize=materialize)
 
     def sessions(
         self,
@@ -113,25 +322,16 @@ class Lake:
         until: datetime | None = None,
         session_ids: list[str] | None = None,
     ) -> list[dict]:
-        """Sessions matching the filters, oldest first."""
-        where, params = [], []
-        if tenant:
-            where.append("tenant = ?")
-            params.append(tenant)
-        if agent:
-            where.append("agent_id = ?")
-            params.append(agent)
-        if since:
-            where.append("started_at >= ?")
-            params.append(since)
-        if until:
-            where.append("started_at < ?")
-            params.append(until)
-        if session_ids is not None:
-            where.append("list_contains(?, session_id)")
-            params.append(list(session_ids))
-        sql = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY started_at, session_id"
-        cur = self.con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        """Sessions matching the filters, oldest first. With a filter, the session index picks the
+        candidate sessions and their files; the rows are computed from those files only."""
+        filters = {"tenant": tenant, "agent": agent, "since": since, "until": until, "session_ids": session_ids}
+        if not self._registered:
+            return []
+        if all(v is None for v in filters.values()) or not self._index_ready():
+            return query_sessions(self.con, **filters)
+        from dreaming import lake_index
+
+        rows = lake_index.select(self._catalog, tenant=tenant, agent=agent, since=_utc(since), until=_utc(until),
+                                 session_ids=session_ids)
+        with self._scope(rows) as sc:
+            return sc.sessions(**filters)

@@ -3,9 +3,9 @@
 ``stage`` writes one Parquet file per UTC day (plus the opt-in originals sidecar) into the
 ingest's private staging folder and fsyncs them. ``place_and_register`` then, under the lake's
 place lock (shared; fsck takes it exclusively), renames a group's staged files into the lake,
-fsyncs each folder once and inserts their catalog rows in one transaction; if the transaction
-fails, the group's placed files are removed again. A crash in between leaves files that the
-catalog does not list: the lake never reads them and fsck quarantines them.
+fsyncs each folder once and inserts their catalog rows (the snapshot and its session index) in one
+transaction; if the transaction fails, the group's placed files are removed again. A crash in
+between leaves files that the catalog does not list: the lake never reads them and fsck quarantines them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from dreaming import lake_index
 from dreaming.atomic import place_lock, place_staged, write_parquet_staged
 from dreaming.catalog import Catalog, snapshots
 from dreaming.ingest.common import TOOL_USE_TYPES
@@ -33,6 +34,7 @@ class Staged:
     row: dict
     counts: tuple[int, int, int, int]  # sessions, events, tool calls, errors
     original: dict | None = None  # the sidecar's ``originals`` row (--keep-secrets)
+    index: tuple[list[dict], list[dict]] = ([], [])  # the session index rows of the day files (lake_index)
 
     def discard(self) -> None:
         discard(self.parts)
@@ -64,11 +66,16 @@ def stage(catalog: Catalog, staging: Path, src, table: pa.Table, snapshot_id: st
     settings = catalog.settings
     parts: list[tuple[Path, Path]] = []
     days: list[str] = []
+    file_rows: list[dict] = []
+    session_rows: list[dict] = []
     try:
         for day, part in split_by_day(table):
             final = settings.transcripts_dir / f"tenant={tenant}" / f"day={day}" / f"{snapshot_id}.parquet"
             parts.append((write_parquet_staged(part, final, staging), final))
             days.append(day)
+            f_row, s_rows = lake_index.index_rows(part, final.relative_to(settings.home).as_posix(), snapshot_id)
+            file_rows.append(f_row)
+            session_rows.extend(s_rows)
         side = None
         if originals is not None:
             final = settings.originals_dir / f"tenant={tenant}" / f"{snapshot_id}.parquet"
@@ -91,7 +98,7 @@ def stage(catalog: Catalog, staging: Path, src, table: pa.Table, snapshot_id: st
         "sessions": counts[0],
         "created_at": datetime.now(UTC),
     }
-    return Staged(parts, row, counts, side)
+    return Staged(parts, row, counts, side, (file_rows, session_rows))
 
 
 def place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple[FileResult, Staged]],
@@ -116,6 +123,7 @@ def place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple[
                             "the same content earlier in this batch)" if twins[key] in batch_ids else "concurrently)")
                         continue
                     catalog.insert_snapshot(conn, st.row)
+                    lake_index.insert(conn, *st.index)  # the session index, in the same transaction
                     if st.original is not None:
                         catalog.insert_original(conn, st.original)
                     twins[key] = st.row["id"]
