@@ -229,15 +229,24 @@ class DreamService:
         base_version = dream.base_version or store["head_version"]
         if dream.base_version is None:
             dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "base_version", base_version))
+        base, sessions, signals, now, age_out = self.gather(store, dream.session_ids, base_version,
+                                                            dream.created_at, policy)
+        return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
+                           now=now, age_out=age_out)
+
+    def gather(self, store: dict, session_ids: list[str], base_version: int, created_at: datetime,
+               policy: Policy | None = None) -> tuple[list[Memory], list[dict], Signals, datetime, bool]:
+        """Read-only: the base version's memories, the sessions (each must be in the lake, within the store's
+        scope, else ``DreamFailure("input_session_unavailable")``), their signals, the dream's clock and
+        whether age-based pruning applies. What `read` hands the curator, and what `dreams digest` shows."""
         base = self.stores.read_version(store["id"], base_version)
         scope = Scope.parse(store["scope"])
-        with Lake(self.settings) as lake, lake.scoped(dream.session_ids, tenant=scope.tenant) as selected:
+        with Lake(self.settings) as lake, lake.scoped(session_ids, tenant=scope.tenant) as selected:
             # only the files that hold these sessions are read (the catalog's session index); keyed by
             # (tenant, session id): another tenant's session with the same id is not there
-            sessions = (selected.sessions(tenant=scope.tenant, session_ids=dream.session_ids)
-                        if dream.session_ids else [])
+            sessions = selected.sessions(tenant=scope.tenant, session_ids=session_ids) if session_ids else []
             found = {s["session_id"]: s for s in sessions}
-            for sid in dream.session_ids:
+            for sid in session_ids:
                 s = found.get(sid)
                 if s is None:
                     raise DreamFailure("input_session_unavailable",
@@ -249,10 +258,9 @@ class DreamService:
                     )
             from dreaming.signals import extract_signals
 
-            signals = extract_signals(selected, dream.session_ids, policy or Policy(), tenant=scope.tenant)
-        clock = event_clock(sessions, dream.created_at)
-        return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
-                           now=(clock or dream.created_at).astimezone(UTC), age_out=clock is not None)
+            signals = extract_signals(selected, session_ids, policy or Policy(), tenant=scope.tenant)
+        clock = event_clock(sessions, created_at)
+        return base, sessions, signals, (clock or created_at).astimezone(UTC), clock is not None
 
     # --- curate -------------------------------------------------------------------------------
 

@@ -254,8 +254,8 @@ def _curation_input(svc, d):
     from dreaming.cli.cmd_digest import curation_input
 
     row = svc.catalog.get_store(d.store_id)
-    return curation_input(svc.catalog, row, d.session_ids, base_version=row["head_version"], instructions=None,
-                          model="claude-sonnet-4-6", dream_id=d.id)
+    return curation_input(svc, row, d.session_ids, base_version=row["head_version"], instructions=None,
+                          model="claude-sonnet-4-6", dream_id=d.id, created_at=d.created_at)
 
 
 def _main(monkeypatch, capsys, *args) -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,8 +16,6 @@ from dreaming.cli import app
 from dreaming.cli.common import err_console, fail, print_json, read_instructions
 from dreaming.errors import BadInput, NotFound
 
-if TYPE_CHECKING:  # imported inside the commands: `dreams --help` stays quick
-    from dreaming.catalog import Catalog
 
 
 def _instructions(text: str | None, file: Path | None, limit: int) -> str | None:
@@ -30,31 +27,23 @@ def _instructions(text: str | None, file: Path | None, limit: int) -> str | None
     return text
 
 
-def curation_input(cat: Catalog, store: dict, session_ids: list[str], *, base_version: int | None,
-                   instructions: str | None, model: str | None, dream_id: str = "drm_digest"):
-    """The ``CurationInput`` a dream over these sessions would hand its curator (read-only: nothing is
-    recorded, no dream changes state). Sessions must be in the lake, within the store's scope."""
+def curation_input(svc, store: dict, session_ids: list[str], *, base_version: int | None,
+                   instructions: str | None, model: str | None, dream_id: str = "drm_digest", created_at=None):
+    """The ``CurationInput`` a dream over these sessions would hand its curator, read by the same
+    ``DreamService.gather`` as the dream's read step (read-only: nothing is recorded, no dream changes
+    state). A session not in the lake within the store's scope is exit 2."""
     from dreaming.curators.base import CurationInput
-    from dreaming.dreams import event_clock
-    from dreaming.lake import Lake
+    from dreaming.errors import DreamFailure
     from dreaming.models import utcnow
     from dreaming.policy import Policy
-    from dreaming.signals import extract_signals
-    from dreaming.stores import Scope, StoreService
 
-    base = StoreService(cat).read_version(store["id"], base_version) if base_version is not None else []
-    scope = Scope.parse(store["scope"])
-    with Lake(cat.settings) as lake:
-        sessions = lake.sessions(tenant=scope.tenant, session_ids=session_ids) if session_ids else []
-        have = {s["session_id"] for s in sessions if not scope.agent or s["agent_id"] == scope.agent}
-        missing = [s for s in session_ids if s not in have]
-        if missing:
-            raise NotFound(f"no session {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} in the lake "
-                           f"within the store's scope {scope}")
-        signals = extract_signals(lake.con, session_ids, Policy(), tenant=scope.tenant)
-    now = event_clock(sessions, utcnow()) or utcnow()
+    version = base_version if base_version is not None else store["head_version"]
+    try:
+        base, _, signals, now, age_out = svc.gather(store, session_ids, version, created_at or utcnow())
+    except DreamFailure as e:
+        raise NotFound(e.message) from None
     return CurationInput(dream_id=dream_id, store=store, base=base, session_ids=session_ids, signals=signals,
-                         instructions=instructions, policy=Policy(), now=now, model=model)
+                         instructions=instructions, policy=Policy(), now=now, model=model, age_out=age_out)
 
 
 def _print_text(plan) -> None:
@@ -97,8 +86,9 @@ def digest(
         d = cat.get_dream(dream)
         row = cat.get_store(d.store_id)
         dream_model = d.model.get("id") if d.curator == "claude" else None
-        inp = curation_input(cat, row, list(d.session_ids), base_version=d.base_version or row["head_version"],
-                             instructions=d.instructions, model=model or dream_model, dream_id=d.id)
+        inp = curation_input(svc, row, list(d.session_ids), base_version=d.base_version or row["head_version"],
+                             instructions=d.instructions, model=model or dream_model, dream_id=d.id,
+                             created_at=d.created_at)
         what = f"dream {d.id} ({d.curator} curator)"
     else:
         from dreaming.cli.cmd_dream import _selection
@@ -106,7 +96,7 @@ def digest(
         instr = _instructions(instructions, instructions_file, settings.max_instructions_chars)
         row = cat.get_store(store)
         ids_ = sorted(svc.select_sessions(row, _selection(session, since, all_)))
-        inp = curation_input(cat, row, ids_, base_version=row["head_version"], instructions=instr, model=model)
+        inp = curation_input(svc, row, ids_, base_version=row["head_version"], instructions=instr, model=model)
         what = f"store {row['name']}"
     plan = plan_dream(inp, settings)
     need = plan.input_tokens
