@@ -101,22 +101,11 @@ def define_views(con: duckdb.DuckDBPyConnection, files: list[str], scope: list[t
 
 def query_sessions(con, tenant=None, agent=None, since=None, until=None, session_ids=None) -> list[dict]:
     """Rows of the ``sessions`` view on ``con`` matching the filters, oldest first."""
-    where, params = [], []
-    if tenant:
-        where.append("tenant = ?")
-        params.append(tenant)
-    if agent:
-        where.append("agent_id = ?")
-        params.append(agent)
-    if since:
-        where.append("started_at >= ?")
-        params.append(since)
-    if until:
-        where.append("started_at < ?")
-        params.append(until)
-    if session_ids is not None:
-        where.append("list_contains(?, session_id)")
-        params.append(list(session_ids))
+    filters = [("tenant = ?", tenant or None), ("agent_id = ?", agent or None), ("started_at >= ?", since or None),
+               ("started_at < ?", until or None),
+               ("list_contains(?, session_id)", list(session_ids) if session_ids is not None else None)]
+    where = [w for w, v in filters if v is not None]
+    params = [v for _, v in filters if v is not None]
     sql = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY started_at, session_id, tenant"
     cur = con.execute(sql, params)

@@ -100,7 +100,16 @@ def test_deployment_run_paused_past_its_leases_is_approved_from_the_ui(prefect_h
     ])
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "DREAMS_HOME": str(lake.home),
            "DREAMS_STORE": store["name"], "PREFECT_LOGGING_LEVEL": "WARNING"}
-    # dream/adhoc as an older prefect.yaml deployed it (concurrency_limit: 1): serving drops that limit
+    # dream/adhoc as an older prefect.yaml deployed it (concurrency_limit: 1): serving drops that limit. A
+    # deployment left on the shared test server by another test (`prefect deploy --all` to a work pool, with
+    # its storage) goes first, so this one is only what serve makes of it
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.delete_deployment(client.read_deployment_by_name("dream/adhoc").id)
+        except ObjectNotFound:
+            pass
     dream_flow.to_deployment(name="adhoc", concurrency_limit=1).apply()
     with get_client(sync_client=True) as client:
         assert client.read_deployment_by_name("dream/adhoc").global_concurrency_limit.limit == 1
