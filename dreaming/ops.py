@@ -186,15 +186,15 @@ def select_fleet_stores(
     if scope:
         chosen = [s for s in chosen if scope_matches(s["scope"], scope)]
     if only_new and chosen:
+        fresh, seen = [], {}
         with Lake(catalog.settings) as lake:
-            rows = lake.sessions()
-        fresh = []
-        for s in chosen:
-            sc = Scope.parse(s["scope"])
-            mine = {r["session_id"] for r in rows
-                    if r["tenant"] == sc.tenant and (sc.agent is None or r["agent_id"] == sc.agent)}
-            if mine - catalog.dreamt_session_ids(s["id"]) - DreamService(catalog).sessions_in_review(s["id"]):
-                fresh.append(s)
+            for s in chosen:
+                sc = Scope.parse(s["scope"])
+                key = (sc.tenant, sc.agent)
+                if key not in seen:  # each scope's sessions once, from the session index (not the whole lake)
+                    seen[key] = {r["session_id"] for r in lake.sessions(tenant=sc.tenant, agent=sc.agent)}
+                if seen[key] - catalog.dreamt_session_ids(s["id"]) - DreamService(catalog).sessions_in_review(s["id"]):
+                    fresh.append(s)
         chosen = fresh
     return chosen
 
