@@ -27,30 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dreaming.digest.session import (  # noqa: F401 - re-exported: what the curator, CLI and tests import
-    SessionDigest,
-    contexts_of,
-    corrections_of,
-    session_digest,
-    task_event,
-)
-from dreaming.digest.text import (  # noqa: F401
-    CHARS_PER_TOKEN,
-    CONTROL_CLASSES,
-    MAX_ARG_VALUE_CHARS,
-    MAX_CHANGED_ARGS,
-    MAX_CONCLUSION_CHARS,
-    MAX_CORRECTION_CHARS,
+from dreaming.digest.session import SessionDigest, contexts_of, session_digest, task_event
+from dreaming.digest.text import (  # noqa: F401 - re-exported: the limits and helpers callers import
     MAX_CORRECTIONS,
-    MAX_ERROR_CHARS,
-    MAX_FIX_CHARS,
-    MAX_LABEL_CHARS,
-    MAX_PREFERENCE_CHARS,
-    MAX_SIGNATURE_CHARS,
     MAX_TASK_CHARS,
-    MAX_TOOL_STEPS,
-    MAX_WORKAROUND_CHARS,
-    clip,
     estimate_tokens,
     fence,
     worst_taint,

@@ -9,7 +9,7 @@ imported from ``dreaming.curators.claude`` before the split is re-exported here.
 from __future__ import annotations
 
 from dreaming.curators.claude.client import (BUDGET_SAFETY, MIN_OUTPUT_TOKENS, Run, afford, call_tool,
-                                             check_credentials, check_model, failure_from_status,
+                                             check_credentials, failure_from_status,
                                              is_transient_error, make_client, request_tokens, usage_of)
 from dreaming.curators.claude.curator import ClaudeCurator, Plan, plan_dream, tool_request
 from dreaming.curators.claude.prompt import (CACHE, SYSTEM_PROMPT, build_system, map_message, reduce_message,
@@ -23,7 +23,7 @@ _Run = Run
 __all__ = [
     "BUDGET_SAFETY", "CACHE", "MIN_OUTPUT_TOKENS", "OUTPUT_MODELS", "SYSTEM_PROMPT", "TOOLS", "ChangeSpec",
     "ChangesetOutput", "ClaudeCurator", "EvidenceRef", "Finding", "FindingsOutput", "Plan", "Run", "afford",
-    "build_system", "call_tool", "check_credentials", "check_model", "compact_schema", "failure_from_status",
+    "build_system", "call_tool", "check_credentials", "compact_schema", "failure_from_status",
     "is_transient_error", "make_client", "map_message", "plan_dream", "reduce_message", "request_tokens",
     "short_validation", "single_pass_message", "store_block", "tool_request", "usage_of",
 ]

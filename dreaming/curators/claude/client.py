@@ -49,10 +49,6 @@ def check_credentials(settings: Settings | None = None) -> None:  # noqa: ARG001
         )
 
 
-def check_model(model: str, settings: Settings) -> str:
-    return settings.check_model(model)
-
-
 def make_client(settings: Settings) -> anthropic.Anthropic:
     """The SDK client from the environment (key checked first); base_url: ANTHROPIC_BASE_URL, else the SDK's."""
     check_credentials(settings)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from dreaming import ids
 from dreaming.changeset import finalize
 from dreaming.curators.base import CurationInput, CurationResult
-from dreaming.curators.claude.client import (Run, call_tool, check_model, make_client, request_tokens)
+from dreaming.curators.claude.client import (Run, call_tool, make_client, request_tokens)
 from dreaming.curators.claude.prompt import build_system, map_message, reduce_message, single_pass_message
 from dreaming.curators.claude.schemas import TOOLS, ChangesetOutput, ChangeSpec, FindingsOutput
 from dreaming.digest import EvidenceIndex, SessionDigest, build_batches, evidence_index, worst_taint
@@ -77,7 +77,7 @@ class Plan:
 
 def plan_dream(inp: CurationInput, settings: Settings, model: str | None = None) -> Plan:
     """The first requests of a dream over ``inp``: the one function that decides what Claude reads."""
-    model = check_model(inp.model or model or settings.default_model, settings)
+    model = settings.check_model(inp.model or model or settings.default_model)
     run = Run(model=model, budget=settings.token_budget_per_dream, max_output=settings.claude_max_output_tokens,
               system=build_system(inp.base, inp.instructions))
     idx = evidence_index(inp.signals, inp.session_ids)
@@ -98,7 +98,7 @@ class ClaudeCurator:
     def __init__(self, settings: Settings | None = None, client=None, model: str | None = None):
         self.settings = settings or get_settings()
         if model is not None:
-            check_model(model, self.settings)
+            self.settings.check_model(model)
         self.model = model
         self.client = client if client is not None else make_client(self.settings)
 
