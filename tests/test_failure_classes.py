@@ -4,6 +4,7 @@ recurrence. The curator is run without Prefect; the signals come from real DuckD
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -294,3 +295,34 @@ def test_a_test_run_that_reports_failing_tests_is_expected_in_every_runner(lake,
     ]}]
     (e,) = signals(lake, sessions).errors
     assert e["failure_class"] == "expected_failure", (command, e["line"])
+
+
+def test_a_multi_line_fix_keeps_each_block_with_its_lines(lake):
+    """Two scripts add the same two blocks in different orders: the memory lists the lines as one script
+    wrote them (`class Meta:` next to its `app_label`), never interleaved by their earliest position."""
+    meta = "    class Meta:\n        app_label = '__main__'\n"
+    schema = "with connection.schema_editor() as schema_editor:\n    schema_editor.create_model(Book)\n"
+    head = "from django.db import connection, models\nclass Book(models.Model):\n    title = models.CharField()\n"
+    run = "print(Book.objects.count())\n"
+
+    def sess(i, fixed):
+        return {"session_id": f"m{i}", "start": T0 + timedelta(hours=i), "events": [
+            ("user", f"Fix issue {i}: ordering by a related title crashes the admin changelist page"),
+            ("tool_use", "bash", {"command": f"cat <<'EOF' > repro_{i}.py\n{head}{run}EOF"}),
+            ("tool_result", "<returncode>0</returncode>"),
+            ("tool_use", "bash", {"command": f"python3 repro_{i}.py"}),
+            ("tool_result", "<returncode>1</returncode><output>Traceback (most recent call last):\n"
+                            "django.db.utils.OperationalError: no such table: __main___book</output>", True),
+            ("tool_use", "bash", {"command": f"cat <<'EOF' > repro_{i}.py\n{fixed}EOF"}),
+            ("tool_result", "<returncode>0</returncode>"),
+            ("tool_use", "bash", {"command": f"python3 repro_{i}.py"}),
+            ("tool_result", "<returncode>0</returncode><output>0</output>"),
+        ]}
+    sessions = [sess(0, head + meta + schema + run), sess(1, schema + head + meta + run)]
+    (m,) = [c for c in curate(signals(lake, sessions), sessions) if c.kind == "mistake"]
+    lines = re.findall(r"`([^`]+)`", m.after.split(", add ", 1)[1])
+    assert set(lines) == {"class Meta:", "app_label = '__main__'",
+                          "with connection.schema_editor() as schema_editor:", "schema_editor.create_model(Book)"}
+    assert lines.index("app_label = '__main__'") == lines.index("class Meta:") + 1, m.after
+    assert lines.index("schema_editor.create_model(Book)") == lines.index(
+        "with connection.schema_editor() as schema_editor:") + 1, m.after

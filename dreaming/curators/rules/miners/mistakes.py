@@ -151,10 +151,17 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
             return
         keys += doing
         keys += [k for k in together if k.endswith(":")][:2]  # and the blocks they sit in
-        order: dict[str, int] = {}
+        # in the order one script wrote them (the one that added most of these lines), so a block opener stays
+        # with the lines it holds; lines that script lacks follow, by their earliest place in any script
+        scripts = {id(e): e for k in keys for _, e in examples[k]}.values()
+        fullest = max(scripts, key=lambda e: (sum(_norm_key(x) in keys for x in e["fix_candidates"]), e["ts"]))
+        in_fullest = {}
+        for i, x in enumerate(fullest["fix_candidates"]):
+            in_fullest.setdefault(_norm_key(x), i)
+        order: dict[str, tuple[int, int]] = {}
         for k in keys:
             pos = [i for c, e in examples[k] for i, x in enumerate(e["fix_candidates"]) if _norm_key(x) == k]
-            order[k] = min(pos) if pos else 99
+            order[k] = (0, in_fullest[k]) if k in in_fullest else (1, min(pos) if pos else 99)
         keys.sort(key=lambda k: (order[k], k))
     rows = {id(e): e for k in keys for _, e in examples[k]}.values()
     rows = sorted(rows, key=lambda r: (r["ts"], r["session_id"], r["event_id"]))
