@@ -4,6 +4,7 @@ SQLite under the lake root in WAL mode with a busy timeout, reached through SQLA
 Postgres can replace it (set ``DREAMS_CATALOG_URL``). Parquet holds the data; this holds pointers.
 Writes that must not interleave (head compare-and-swap, status transitions) run in one transaction
 that takes the write lock up front (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE`` elsewhere).
+The schema is managed by Alembic migrations (dreaming/migrations), applied by ``Catalog()``.
 """
 
 from __future__ import annotations
@@ -189,8 +190,16 @@ class Catalog:
             def _begin(conn):  # pragma: no cover - trivial
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
-            self.engine = sa.create_engine(url)
-        metadata.create_all(self.engine)
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema to head: one plain query when it is there already (no Alembic import:
+        CLI start-up), else ``dreaming.migrations.upgrade`` (serialized across processes)."""
+        from dreaming import migrations
+
+        if migrations.current_revision(self.engine) != migrations.HEAD:
+            migrations.upgrade(self.engine)
 
     @contextmanager
     def tx(self) -> Iterator[sa.Connection]:
@@ -248,6 +257,8 @@ class Catalog:
     ) -> int:
         """Allocate the next version number (state 'reserved' until its file is in place)."""
         with self.tx() as conn:
+            if not self.is_sqlite:  # two reservations must not read the same max: hold the store's row
+                conn.execute(sa.select(stores.c.id).where(stores.c.id == store_id).with_for_update())
             cur = conn.execute(
                 sa.select(sa.func.max(store_versions.c.version)).where(store_versions.c.store_id == store_id)
             ).scalar()
@@ -326,6 +337,8 @@ class Catalog:
 
     def get_dream(self, dream_id: str, conn: sa.Connection | None = None) -> Dream:
         q = sa.select(dreams.c.body).where(dreams.c.id == dream_id)
+        if conn is not None and not self.is_sqlite:  # read-modify-write: hold the row (SQLite holds the db)
+            q = q.with_for_update()
         if conn is None:
             with self.engine.connect() as c:
                 body = c.execute(q).scalar()

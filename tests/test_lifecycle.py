@@ -19,6 +19,9 @@ from dreaming.promotion import promote, reject
 from dreaming.schema import MAX_MEMORIES
 from dreaming.stores import StoreService
 from tests.factories import T0, write_sessions
+from tests.pg import backend_lake, lake_both  # noqa: F401 - fixtures
+
+lake = lake_both  # every test here runs on SQLite and on PostgreSQL (tests/pg.py)
 
 UV = ("user", "always use uv, never pip")
 

@@ -19,6 +19,9 @@ from dreaming.models import Change, Dream, Memory, PromotionState, Source
 from dreaming.schema import CHANGE_SCHEMA, MEMORY_SCHEMA
 from dreaming.stores import StoreService, version_relpath
 from tests.factories import T0
+from tests.pg import backend_lake, lake_both  # noqa: F401 - fixtures
+
+lake = lake_both  # every test here runs on SQLite and on PostgreSQL (tests/pg.py)
 
 pytestmark = pytest.mark.gx
 

@@ -18,6 +18,9 @@ from dreaming.lake import Lake, query_sessions
 from dreaming.policy import Policy
 from dreaming.signals import extract_signals
 from tests.factories import T0, write_sessions
+from tests.pg import backend_lake, lake_both  # noqa: F401 - fixtures
+
+lake = lake_both  # every test here runs on SQLite and on PostgreSQL (tests/pg.py)
 
 
 def _events(session: str, n: int, start: int = 0, hour: int = 10) -> list[dict]:

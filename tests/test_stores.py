@@ -4,6 +4,9 @@ import pytest
 from dreaming.errors import BadInput, InvalidState, NotFound
 from dreaming.models import Memory
 from dreaming.stores import Scope, StoreService
+from tests.pg import backend_lake, lake_both  # noqa: F401 - fixtures
+
+lake = lake_both  # every test here runs on SQLite and on PostgreSQL (tests/pg.py)
 
 
 def test_create_from_dir_and_export_round_trip(catalog, tmp_path):
