@@ -480,10 +480,16 @@ class Catalog:
             )
 
 
+def catalog_exists(settings: Settings) -> bool:
+    """Whether there may be a catalog to read: a configured URL, or the SQLite file. A lake that was never
+    written has none, and read-only callers (``Lake``, stats) must not create one."""
+    return settings.catalog_url is not None or settings.catalog_path.exists()
+
+
 def registered_files(settings: Settings) -> list[str]:
     """``Catalog(settings).snapshot_files()``, without creating a catalog where none exists yet
     (a lake that was never written has no files; a ``Lake`` on it stays free of side effects)."""
-    if settings.catalog_url is None and not settings.catalog_path.exists():
+    if not catalog_exists(settings):
         return []
     cat = Catalog(settings)
     try:
@@ -492,4 +498,4 @@ def registered_files(settings: Settings) -> list[str]:
         cat.engine.dispose()
 
 
-__all__ = ["Catalog", "Conflict", "lake_files", "registered_files", "session_index"]
+__all__ = ["Catalog", "Conflict", "catalog_exists", "lake_files", "registered_files", "session_index"]

@@ -44,7 +44,8 @@ import sqlalchemy as sa
 
 from dreaming import lake_index
 from dreaming.atomic import StagingArea, place_lock, place_staged
-from dreaming.catalog import Catalog, snapshots
+from dreaming.catalog import Catalog, catalog_exists, snapshots
+from dreaming.lake import _literal_list
 from dreaming.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ class CompactReport:
                 "partitions": [asdict(p) for p in self.partitions]}
 
 
-class _Crash(Exception):
-    """Raised by tests at a named step (monkeypatch ``_step``)."""
+class _Crash(BaseException):
+    """Raised by tests at a named step (monkeypatch ``_step``): a BaseException, so it goes through
+    ``compact``'s per-partition ``except Exception`` as a real crash would."""
 
 
 def _step(name: str) -> None:
@@ -136,7 +138,7 @@ def _read_inputs(con, paths: list[Path]):
     """Every row of ``paths`` as a pyarrow table in the event schema, sorted for session reads."""
     from dreaming.schema import EVENT_SCHEMA
 
-    listing = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    listing = _literal_list(str(p) for p in paths)
     cols = ", ".join(EVENT_SCHEMA.names)
     t = con.sql(f"SELECT {cols} FROM read_parquet({listing}, hive_partitioning=false, union_by_name=true) "
                     "ORDER BY session_id, seq, snapshot_id, event_id").to_arrow_table()
@@ -146,8 +148,7 @@ def _read_inputs(con, paths: list[Path]):
 def _validate(con, inputs: list[Path], staged: Path) -> str | None:
     """None when ``staged`` holds the same rows count and multiset of (session_id, event_id, snapshot_id)
     as ``inputs``; else what differs."""
-    src = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in inputs) + "]"
-    new = "'" + str(staged).replace("'", "''") + "'"
+    src, new = _literal_list(str(p) for p in inputs), _literal_list([str(staged)])
     key = "session_id, event_id, snapshot_id"
     a = f"SELECT {key} FROM read_parquet({src}, hive_partitioning=false, union_by_name=true)"
     b = f"SELECT {key} FROM read_parquet({new}, hive_partitioning=false)"
@@ -193,7 +194,7 @@ def compact_partition(catalog: Catalog, p: Partition, con=None) -> Partition:
     """Rewrite one planned partition into one file (see the module docstring for the order of steps)."""
     import pyarrow.parquet as pq
 
-    from dreaming.ids import new_id
+    from dreaming import ids
     from dreaming.lake import _connect
 
     settings = catalog.settings
@@ -201,7 +202,7 @@ def compact_partition(catalog: Catalog, p: Partition, con=None) -> Partition:
     own = con is None
     con = con or _connect()
     inputs = [home / f for f in p.files]
-    snapshot_id = new_id("snp")
+    snapshot_id = ids.new_id(ids.SNAPSHOT)
     final = settings.transcripts_dir / f"tenant={p.tenant}" / f"day={p.day}" / f"{snapshot_id}.parquet"
     new_rel = final.relative_to(home).as_posix()
     try:
@@ -251,7 +252,7 @@ def compact(settings: Settings | None = None, tenant: str | None = None, before:
     """Compact every partition of ``plan(...)``; with ``dry_run`` only say what would be done."""
     settings = settings or get_settings()
     report = CompactReport(dry_run=dry_run)
-    if catalog is None and settings.catalog_url is None and not settings.catalog_path.exists():
+    if catalog is None and not catalog_exists(settings):
         return report  # a lake never written: nothing to compact, and no catalog created
     own = catalog is None
     catalog = catalog or Catalog(settings)
@@ -265,8 +266,6 @@ def compact(settings: Settings | None = None, tenant: str | None = None, before:
                 continue
             try:
                 compact_partition(catalog, p)
-            except _Crash:
-                raise
             except Exception as e:  # noqa: BLE001 - one partition's failure is reported, the others go on
                 log.warning("compaction of tenant=%s day=%s failed: %s: %s", p.tenant, p.day, type(e).__name__, e)
                 p.status, p.reason = "skipped", f"failed: {type(e).__name__}: {e}"
@@ -286,7 +285,7 @@ def stats(settings: Settings | None = None, tenant: str | None = None) -> dict:
     settings = settings or get_settings()
     empty = {"partitions": [], "totals": {"tenants": 0, "partitions": 0, "files": 0, "rows": 0, "bytes": 0,
                                           "missing": 0}}
-    if settings.catalog_url is None and not settings.catalog_path.exists():
+    if not catalog_exists(settings):
         return empty
     from dreaming.catalog import lake_files
 
