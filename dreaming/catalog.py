@@ -479,6 +479,24 @@ class Catalog:
                 ).scalars()
             )
 
+    def recent_dreamt_session_ids(self, store_id: str, limit: int, exclude: set[str] = frozenset()) -> list[str]:
+        """Up to ``limit`` sessions the store's promoted dreams read, the most recently dreamt first (by the
+        reading dream's creation time, then session id), without ``exclude``."""
+        if limit <= 0:
+            return []
+        q = (sa.select(dreamt_sessions.c.session_id)
+             .join(dreams, dreams.c.id == dreamt_sessions.c.dream_id, isouter=True)
+             .where(dreamt_sessions.c.store_id == store_id)
+             .order_by(dreams.c.created_at.desc().nulls_last(), dreamt_sessions.c.session_id))
+        out: list[str] = []
+        with self.engine.connect() as conn:
+            for sid in conn.execute(q).scalars():
+                if sid not in exclude:
+                    out.append(sid)
+                    if len(out) >= limit:
+                        break
+        return out
+
 
 def catalog_exists(settings: Settings) -> bool:
     """Whether there may be a catalog to read: a configured URL, or the SQLite file. A lake that was never

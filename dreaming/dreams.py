@@ -229,19 +229,37 @@ class DreamService:
         base_version = dream.base_version or store["head_version"]
         if dream.base_version is None:
             dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "base_version", base_version))
-        base, sessions, signals, now, age_out = self.gather(store, dream.session_ids, base_version,
-                                                            dream.created_at, policy)
+        if dream.context_session_ids is None:  # chosen once, so a retried read sees the same context
+            chosen = self.context_for(dream, policy)
+            dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "context_session_ids", chosen))
+        base, sessions, signals, now, age_out, context = self.gather(
+            store, dream.session_ids, base_version, dream.created_at, policy, context_ids=dream.context_session_ids)
+        if context != dream.context_session_ids:  # some are gone from the lake (retention): cite only those read
+            dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "context_session_ids", context))
         return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
                            now=now, age_out=age_out)
 
+    def context_for(self, dream: Dream, policy: Policy | None = None) -> list[str]:
+        """The corroborating sessions of a dream: up to ``policy.context_sessions`` of the store's already-dreamt
+        sessions, the most recently dreamt first. The offline curator only: the Claude curator's digest is the
+        dream's input alone (its token cost follows the input)."""
+        if dream.curator != "rules":
+            return []
+        limit = (policy or Policy()).context_sessions
+        return sorted(self.catalog.recent_dreamt_session_ids(dream.store_id, limit, exclude=set(dream.session_ids)))
+
     def gather(self, store: dict, session_ids: list[str], base_version: int, created_at: datetime,
-               policy: Policy | None = None) -> tuple[list[Memory], list[dict], Signals, datetime, bool]:
+               policy: Policy | None = None, context_ids: list[str] | None = None,
+               ) -> tuple[list[Memory], list[dict], Signals, datetime, bool, list[str]]:
         """Read-only: the base version's memories, the sessions (each must be in the lake, within the store's
-        scope, else ``DreamFailure("input_session_unavailable")``), their signals, the dream's clock and
-        whether age-based pruning applies. What `read` hands the curator, and what `dreams digest` shows."""
+        scope, else ``DreamFailure("input_session_unavailable")``), their signals, the dream's clock, whether
+        age-based pruning applies, and which of ``context_ids`` were read. The signals cover the input and
+        the context sessions found (in one scoped read); the sessions and the clock are the input's alone.
+        What `read` hands the curator, and what `dreams digest` shows."""
         base = self.stores.read_version(store["id"], base_version)
         scope = Scope.parse(store["scope"])
-        with Lake(self.settings) as lake, lake.scoped(session_ids, tenant=scope.tenant) as selected:
+        wanted = [c for c in (context_ids or []) if c not in set(session_ids)]
+        with Lake(self.settings) as lake, lake.scoped([*session_ids, *wanted], tenant=scope.tenant) as selected:
             # only the files that hold these sessions are read (the catalog's session index); keyed by
             # (tenant, session id): another tenant's session with the same id is not there
             sessions = selected.sessions(tenant=scope.tenant, session_ids=session_ids) if session_ids else []
@@ -256,11 +274,14 @@ class DreamService:
                         "input_session_unavailable",
                         f"session {sid} belongs to agent {s['agent_id']}, outside the store's scope {scope}",
                     )
+            context = sorted(s["session_id"] for s in (selected.sessions(tenant=scope.tenant, session_ids=wanted)
+                                                         if wanted else [])
+                             if not scope.agent or s["agent_id"] == scope.agent)
             from dreaming.signals import extract_signals
 
-            signals = extract_signals(selected, session_ids, policy or Policy(), tenant=scope.tenant)
+            signals = extract_signals(selected, [*session_ids, *context], policy or Policy(), tenant=scope.tenant)
         clock = event_clock(sessions, created_at)
-        return base, sessions, signals, (clock or created_at).astimezone(UTC), clock is not None
+        return base, sessions, signals, (clock or created_at).astimezone(UTC), clock is not None, context
 
     # --- curate -------------------------------------------------------------------------------
 
@@ -277,6 +298,7 @@ class DreamService:
                 store=inputs.store,
                 base=inputs.base,
                 session_ids=dream.session_ids,
+                context_session_ids=dream.context_session_ids or [],
                 signals=inputs.signals,
                 instructions=dream.instructions,
                 policy=policy or Policy(),

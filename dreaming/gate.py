@@ -244,7 +244,8 @@ def changeset_frame(
 ) -> "pd.DataFrame":
     """The changeset as a DataFrame, with the derived columns the changeset suite checks."""
     inputs = set(input_session_ids)
-    # Evidence may point at the dream's input sessions, at sources the base store already records
+    # Evidence may point at the dream's input sessions (with its context sessions: the store's already-dreamt
+    # sessions it read to corroborate; ``Dream.evidence_session_ids``), at sources the base store already records
     # (a merge of two old memories cites their own provenance), or at a base memory itself
     # (`store:<store_id>` + its memory id, for hand-written memories without sources).
     base_rows = [_row(m) for m in base]
@@ -534,7 +535,7 @@ def gate_dream(
     )
     cs_path = settings.dreams_dir / d.id / "changeset.parquet"
     changes = read_rows(cs_path) if cs_path.exists() else []
-    result = run_gate(candidate, changes, base, d.session_ids, settings, mode=mode, data_docs=data_docs)
+    result = run_gate(candidate, changes, base, d.evidence_session_ids, settings, mode=mode, data_docs=data_docs)
     if not result.success and mode == "auto":
         # Failed only on what a person may waive (tainted content, a large removal)? Then the dream
         # needs a person, not a verdict: it waits for approval instead of ending gate_failed.

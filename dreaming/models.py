@@ -252,10 +252,18 @@ class Dream(BaseModel):
     promotion: PromotionState = Field(default_factory=PromotionState)
     require_approval: bool = False
     session_id: str | None = None  # Anthropic: the session that runs the dream; we have none
+    # ours: already-dreamt sessions of the store that the offline curator reads to corroborate a pattern seen in
+    # the input (a lesson whose two occurrences fell into different dreams); chosen once at read, None before
+    context_session_ids: list[str] | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status in ("completed", "failed", "canceled")
+
+    @property
+    def evidence_session_ids(self) -> list[str]:
+        """The sessions a change may cite: the inputs and the corroborating context sessions."""
+        return [*self.session_ids, *(self.context_session_ids or [])]
 
     def to_api(self) -> dict:
         """Anthropic's dream object (wire-compatible fields first) plus our extensions."""
@@ -285,4 +293,5 @@ class Dream(BaseModel):
             "counts": d["counts"],
             "require_approval": d["require_approval"],
             "promotion": d["promotion"],
+            "context_session_ids": sorted(d["context_session_ids"] or []),
         }

@@ -21,6 +21,12 @@ class Policy(BaseModel):
     lsh_num_perm: int = Field(64, description="MinHash permutations used for the near-duplicate blocking")
     # mining
     min_sessions: int = Field(2, description="a pattern must recur in at least this many distinct sessions")
+    context_sessions: int = Field(
+        200,
+        description="the offline curator also reads up to this many of the store's already-dreamt sessions (the "
+        "most recently dreamt first) so that a mistake whose occurrences fell into different dreams still "
+        "recurs; a pattern is written only when the dream's own input shows it (0: input sessions only)",
+    )
     min_workflow_length: int = Field(3, description="shortest tool-call sequence promoted as a workflow")
     max_workflow_length: int = Field(6, description="longest tool-call n-gram considered")
     max_workflows: int = Field(10, description="at most this many workflows are proposed per dream (by support)")

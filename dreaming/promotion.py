@@ -138,7 +138,7 @@ def promote(
             memories = apply_changes(base, reviewed)
         except (InvalidState, ValueError) as e:
             raise InvalidState(f"the accepted changes do not apply on v{d.base_version}: {e}") from None
-        result = run_gate(memories, reviewed, base, d.session_ids, settings, mode="review")
+        result = run_gate(memories, reviewed, base, d.evidence_session_ids, settings, mode="review")
         result.store_id = d.store_id
         write_gate(settings, d.id, result, reviewed=True)
         if not result.success:

@@ -291,7 +291,7 @@ def test_run_transcripts_scores_what_the_dream_wrote(tmp_path, lake, monkeypatch
                Change(op="prune", memory_id="mem_gone")]  # stale: not written by this dream
     dream = SimpleNamespace(id="drm_x", status="completed", promotion=SimpleNamespace(state="promoted"),
                             session_ids=["a", "b", "c"], usage=SimpleNamespace(total=0), counts={"add": 3})
-    monkeypatch.setattr(R, "_dream", lambda *a, **k: (dream, mems, changes))
+    monkeypatch.setattr(R, "_dream", lambda *a, **k: (dream, mems, changes, 0))
     labels = _labels_file(tmp_path, _row(good, "useful"), _row(twice, "wrong"))
     out = tmp_path / "to-label.jsonl"
     rep = R.run_real(src, out_dir=tmp_path / "out", labels_file=labels, unlabelled_out=out)
@@ -314,3 +314,34 @@ def test_run_transcripts_scores_what_the_dream_wrote(tmp_path, lake, monkeypatch
     R.print_real_report(rep, con)
     text = con.export_text()
     assert "precision 0.333" in text and "to label (1" in text and str(out) in text
+
+
+def test_dream_size_dreams_batch_after_batch_and_scores_the_final_store(tmp_path, lake, monkeypatch):
+    """--dream-size: dream after dream (each promoted) while the cap leaves sessions over; the final store is
+    scored, with every memory any of the dreams wrote; a dream that is not promoted ends the run."""
+    from types import SimpleNamespace
+
+    from dreaming.models import Change
+
+    src = tmp_path / "swebench-test" / "trajs_django"
+    _swe_folder(src)
+    first, second = _mem(RULE), _mem("Run `git diff` before submitting.", kind="workflow", path="/workflows/d.md")
+    calls = []
+
+    def fake_dream(*a, **k):
+        n = len(calls)
+        calls.append(n)
+        d = SimpleNamespace(id=f"drm_{n}", status="completed", promotion=SimpleNamespace(state="promoted"),
+                            session_ids=["a", "b"] if n == 0 else ["c"], usage=SimpleNamespace(total=0),
+                            counts={"add": 1})
+        if n == 0:
+            return d, [first], [Change(op="add", memory_id=first.memory_id)], 1
+        return d, [first, second], [Change(op="add", memory_id=second.memory_id)], 0
+
+    monkeypatch.setattr(R, "_dream", fake_dream)
+    labels = _labels_file(tmp_path, _row(first, "useful"), _row(second, "useful"))
+    rep = R.run_real(src, out_dir=tmp_path / "out", labels_file=labels, dream_size=2)
+    assert rep["dream_ids"] == ["drm_0", "drm_1"] and rep["sessions"] == 3 and rep["dream_size"] == 2
+    assert rep["counts"] == {"add": 2} and rep["labels"]["counts"]["useful"] == 2 == rep["labels"]["written"]
+    with pytest.raises(BadInput, match="at least 1 session"):
+        R.run_real(src, out_dir=tmp_path / "out2", labels_file=labels, dream_size=0)

@@ -39,7 +39,7 @@ def curation_input(svc, store: dict, session_ids: list[str], *, base_version: in
 
     version = base_version if base_version is not None else store["head_version"]
     try:
-        base, _, signals, now, age_out = svc.gather(store, session_ids, version, created_at or utcnow())
+        base, _, signals, now, age_out, _ = svc.gather(store, session_ids, version, created_at or utcnow())
     except DreamFailure as e:
         raise NotFound(e.message) from None
     return CurationInput(dream_id=dream_id, store=store, base=base, session_ids=session_ids, signals=signals,

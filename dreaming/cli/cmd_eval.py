@@ -32,6 +32,9 @@ def eval_(
     unlabelled_out: Path | None = typer.Option(
         None, "--unlabelled-out", help="With --real (tau-bench, SWE-bench): write the memories that have no label "
         "yet to FILE as JSONL in the labels format (label null), to fill in and append to the labels file."),
+    dream_size: int = typer.Option(
+        0, "--dream-size", help="With --real (tau-bench, SWE-bench): the user's path, consecutive dreams of at most N "
+        "sessions (oldest first), each approved before the next, scoring the final store (0 = one dream over all)."),
     json_: bool = JsonOpt,
 ) -> None:
     """Generate scenarios with known truth, dream over them with the real flow, and score the result."""
@@ -47,11 +50,15 @@ def eval_(
     say = (lambda *a, **k: None) if json_ else err_console.print
     if unlabelled_out is not None and real is None:
         fail("--unlabelled-out needs --real PATH")
+    if dream_size and real is None:
+        fail("--dream-size needs --real PATH")
+    if dream_size < 0:
+        fail(f"--dream-size must be 0 or a number of sessions, got {dream_size}")
     if real is not None:
         from dreaming.evaluation.realdata import print_real_report, run_real
 
         report = run_real(real, curator=curator, model=model, limit=conversations or None, progress=say,
-                          unlabelled_out=unlabelled_out)
+                          unlabelled_out=unlabelled_out, dream_size=dream_size or None)
         print_json(report) if json_ else print_real_report(report, console)
         return
     from dreaming.evaluation.runner import run_eval

@@ -23,6 +23,9 @@ class CurationInput:
     now: datetime  # the dream's reference time (deterministic; for age-based pruning)
     model: str | None = None
     age_out: bool = True  # False: no plausible event time dates this dream; prune nothing by age
+    # already-dreamt sessions of the store whose signals are in ``signals`` too: they corroborate a pattern the
+    # input shows (support counts them), never a pattern alone
+    context_session_ids: list[str] = field(default_factory=list)
 
 
 @dataclass

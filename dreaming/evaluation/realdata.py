@@ -193,7 +193,8 @@ def budget_table(qa: list[dict], systems: dict[str, list[tuple[str, set[str]]]],
 
 
 def _dream(catalog, store_id: str, curator: str, model: str | None) -> tuple:
-    """Run the dream flow (review mode, then approve all) and return (dream, promoted memories, changes)."""
+    """Run the dream flow (review mode, then approve all) and return (dream, promoted memories, changes,
+    how many new sessions the dream's cap left for the next one)."""
     from dreaming.cli.cmd_dream import run_dream_flow
     from dreaming.dreams import DreamService, Selection
     from dreaming.promotion import promote
@@ -202,6 +203,7 @@ def _dream(catalog, store_id: str, curator: str, model: str | None) -> tuple:
     svc = DreamService(catalog)
     d = svc.create(store_id, Selection(all_new=True), curator=curator, model=model,
                    output_behavior="update_existing", require_approval=True)
+    left_over = svc.left_over
     d = run_dream_flow(d)
     if d.promotion.state == "awaiting_approval":
         d = promote(catalog, d.id, decided_by="eval:approve-all", reason="dreams eval --real accepts every change")
@@ -213,7 +215,7 @@ def _dream(catalog, store_id: str, curator: str, model: str | None) -> tuple:
         mems = stores.read_version(d.store_id, d.candidate_version)
     else:
         mems = []
-    return d, mems, changes
+    return d, mems, changes, left_over
 
 
 def run_locomo(path: Path, *, curator: str = "rules", model: str | None = None, limit: int | None = None,
@@ -241,7 +243,7 @@ def run_locomo(path: Path, *, curator: str = "rules", model: str | None = None, 
             ingest_files(jsonl, catalog, fmt="anthropic", tenant=tenant, agent="conversation")
             store = StoreService(catalog).create(f"locomo-{conv_id}", scope=tenant)
             t0 = time.perf_counter()
-            d, mems, _changes = _dream(catalog, store["id"], curator, model)
+            d, mems, _changes, _ = _dream(catalog, store["id"], curator, model)
             qa = conv.get("qa") or []
             table = budget_table(qa, {"dream": store_units(mems), "observations": observation_units(conv),
                                       "summaries": summary_units(conv)})
@@ -270,9 +272,12 @@ def _overall(convs: list[dict]) -> list[dict]:
 
 
 def run_transcripts(path: Path, *, curator: str = "rules", model: str | None = None, work: Path,
-                    progress: Callable[[str], None] | None = None, labels_file: Path | None = None) -> dict:
-    """tau-bench / SWE-bench (any format the ingest adapters detect): one dream, what it mined, and
-    its precision against the labels (``labels_file``, default the shipped ``labels.LABELS_FILE``)."""
+                    progress: Callable[[str], None] | None = None, labels_file: Path | None = None,
+                    dream_size: int | None = None) -> dict:
+    """tau-bench / SWE-bench (any format the ingest adapters detect): dream over an empty store, what it
+    mined, and its precision against the labels (``labels_file``, default the shipped ``labels.LABELS_FILE``).
+    One dream over every session, or with ``dream_size`` the user's path: consecutive dreams of at most that
+    many sessions (oldest first), each promoted before the next; what is scored is the final store."""
     from dreaming.catalog import Catalog
     from dreaming.evaluation import labels as L
     from dreaming.ingest import ingest_files
@@ -281,39 +286,55 @@ def run_transcripts(path: Path, *, curator: str = "rules", model: str | None = N
     labels_file = Path(labels_file) if labels_file else L.LABELS_FILE
     known = L.read_labels(labels_file)  # a bad labels file fails before the dream, not after
     dataset = L.dataset_name(path)
+    if dream_size is not None and dream_size < 1:
+        raise BadInput(f"the dream size must be at least 1 session, got {dream_size}", file=str(path))
 
-    with use_lake(work / "lake", max_sessions_per_dream=5000) as settings:
+    with use_lake(work / "lake", max_sessions_per_dream=dream_size or 5000) as settings:
         catalog = Catalog(settings)
         if progress:
             progress(f"ingesting {path} …")
         rep = ingest_files([Path(path)], catalog, fmt="auto", tenant="real", agent=Path(path).stem[:60] or "agent")
         store = StoreService(catalog).create("real", scope="real")
         t0 = time.perf_counter()
-        d, mems, changes = _dream(catalog, store["id"], curator, model)
-        by_id = {m.memory_id: m for m in mems}
-        mined, written = [], []
-        for c in changes:
-            if c.op in ("add", "update", "supersede") and c.memory_id in by_id:
-                m = by_id.pop(c.memory_id)  # a memory changed twice in one dream is written once
-                written.append(m)
-                mined.append({"op": c.op, "kind": m.kind, "path": m.path, "support": m.support,
-                              "confidence": round(m.confidence, 3), "taint": m.taint, "content": m.content,
-                              "fingerprint": L.memory_fingerprint(m)})
-        scored = L.score(written, known, dataset, len(d.session_ids))
+        dreams, last_op, mems = [], {}, []
+        while True:
+            d, mems, changes, left_over = _dream(catalog, store["id"], curator, model)
+            dreams.append(d)
+            for c in changes:
+                if c.op in ("add", "update", "supersede"):
+                    last_op[c.memory_id] = c.op
+            if not left_over or d.promotion.state != "promoted":
+                break
+            if progress:
+                progress(f"dream {len(dreams)}: {len(d.session_ids)} sessions, {left_over} left …")
+        written = [m for m in mems if m.memory_id in last_op]  # the store began empty: every memory was written
+        mined = [{"op": last_op[m.memory_id], "kind": m.kind, "path": m.path, "support": m.support,
+                  "confidence": round(m.confidence, 3), "taint": m.taint, "content": m.content,
+                  "fingerprint": L.memory_fingerprint(m)} for m in written]
+        sessions = sum(len(x.session_ids) for x in dreams)
+        scored = L.score(written, known, dataset, sessions)
         label_of = {r["fingerprint"]: r["label"] for r in scored["memories"]}
         for r in mined:
             r["label"] = label_of[r["fingerprint"]]
         mined.sort(key=lambda r: (-r["support"], r["kind"], r["path"]))
         scored.pop("memories")  # the same rows as ``mined``, which carries fingerprint and label
+        d = dreams[-1]
+        counts: dict[str, int] = defaultdict(int)
+        for x in dreams:
+            for k, v in x.counts.items():
+                counts[k] += v
         return {"kind": "transcripts", "path": str(path), "dataset": dataset, "curator": curator, "dream_id": d.id,
-                "status": d.status, "promotion": d.promotion.state, "sessions": len(d.session_ids),
-                "files": len(rep.files), "dream_s": round(time.perf_counter() - t0, 3), "tokens": d.usage.total,
-                "counts": d.counts, "labels": {"file": str(labels_file), **scored}, "mined": mined}
+                "dream_ids": [x.id for x in dreams], "dream_size": dream_size, "undreamt": left_over,
+                "status": d.status, "promotion": d.promotion.state, "sessions": sessions,
+                "files": len(rep.files), "dream_s": round(time.perf_counter() - t0, 3),
+                "tokens": sum(x.usage.total for x in dreams), "counts": dict(counts),
+                "labels": {"file": str(labels_file), **scored}, "mined": mined}
 
 
 def run_real(path: Path, *, curator: str = "rules", model: str | None = None, limit: int | None = None,
              out_dir: Path | None = None, progress: Callable[[str], None] | None = None,
-             labels_file: Path | None = None, unlabelled_out: Path | None = None) -> dict:
+             labels_file: Path | None = None, unlabelled_out: Path | None = None,
+             dream_size: int | None = None) -> dict:
     """``dreams eval --real PATH``: LoCoMo is detected by its shape; anything else goes through ingest
     and is scored against the labels. ``unlabelled_out``: also write the memories still to label
     there (JSONL in the labels format, ``label: null``)."""
@@ -321,6 +342,9 @@ def run_real(path: Path, *, curator: str = "rules", model: str | None = None, li
     if not path.exists():
         raise BadInput("no such file or folder", file=str(path))
     locomo = is_locomo(path)
+    if locomo and dream_size is not None:
+        raise BadInput("LoCoMo runs one dream per conversation: --dream-size applies to tau-bench and SWE-bench",
+                       file=str(path))
     if locomo and unlabelled_out is not None:
         raise BadInput("LoCoMo is scored by evidence coverage, not labels: --unlabelled-out applies to "
                        "tau-bench and SWE-bench", file=str(path))
@@ -331,7 +355,7 @@ def run_real(path: Path, *, curator: str = "rules", model: str | None = None, li
         report = run_locomo(path, curator=curator, model=model, limit=limit, work=out, progress=progress)
     else:
         report = run_transcripts(path, curator=curator, model=model, work=out, progress=progress,
-                                 labels_file=labels_file)
+                                 labels_file=labels_file, dream_size=dream_size)
         if unlabelled_out is not None:
             from dreaming.evaluation.labels import write_unlabelled
 
@@ -359,8 +383,13 @@ def print_real_report(report: dict, console) -> None:
             console.print(f"conversation {c['conversation']}: {c['sessions']} sessions → {c['memories']} memories "
                           f"(~{c['store_tokens']} tokens), promotion {c['promotion']}, {c['dream_s']:.1f} s")
     else:
-        console.print(f"dream {report['dream_id']} over {report['sessions']} sessions: {report['status']}, "
+        n = len(report.get("dream_ids") or [report["dream_id"]])
+        which = f"dream {report['dream_id']}" if n == 1 else f"{n} dreams of at most {report['dream_size']} sessions"
+        console.print(f"{which} over {report['sessions']} sessions: {report['status']}, "
                       f"promotion {report['promotion']}, {report['dream_s']:.1f} s, changes {report['counts']}")
+        if report.get("undreamt"):
+            console.print(f"[yellow]{report['undreamt']} sessions not dreamt: the last dream was not promoted "
+                          f"({report['promotion']})[/]")
         t = Table(title=f"mined from {report['path']}")
         for h in ("support", "kind", "op", "label", "path", "content"):
             t.add_column(h, overflow="fold")

@@ -29,6 +29,10 @@ class Run:
         self.used_paths = {m.path for m in self.base}
         self.ignored = {m.memory_id for m in self.base if self._ignored(m.path, m.key or "", m.content)}
         self.input_sessions = set(inp.session_ids)
+        # the store's already-dreamt sessions read beside the input: they count towards a pattern's recurrence,
+        # but a pattern is proposed only when an input session shows it (nothing is re-judged on old evidence)
+        self.context_sessions = set(inp.context_session_ids) - self.input_sessions
+        self.seen_sessions = self.input_sessions | self.context_sessions
         self.fetched_at = safety.first_fetch(inp.signals.tool_sequences)  # session -> first external read
 
     # -- utilities --

@@ -100,7 +100,7 @@ def mine(run) -> None:
     run._mistake_injected, run._mistake_unsafe = set(), set()
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for e in sig.errors:
-        if e.get("session_id") not in run.input_sessions or e.get("failure_class") not in failures.MINEABLE:
+        if e.get("session_id") not in run.seen_sessions or e.get("failure_class") not in failures.MINEABLE:
             continue
         if not e.get("fix_candidates") or not e.get("failed_tool"):
             continue
@@ -118,8 +118,10 @@ def mine(run) -> None:
                 k = _norm_key(c)
                 ctx[k].add(c_of)
                 examples[k].append((c, e))
-        # a block opener alone (`if not settings.configured:`) is no fix; it may go with one
-        ok = [k for k in ctx if len(ctx[k]) >= run.policy.min_sessions]
+        # a fix that held in enough tasks, counting the store's already-dreamt sessions (context), and that
+        # this dream's input shows: what the context alone shows was judged by an earlier dream
+        ok = [k for k in ctx if len(ctx[k]) >= run.policy.min_sessions
+              and any(e["session_id"] in run.input_sessions for _, e in examples[k])]
         # a fix is a line that does something: a block opener alone (`if not settings.configured:`) or an
         # import alone is not one (they may go with one)
         lead = [k for k in ok if not k.endswith(":") and not (k.startswith("line:") and _IMPORT.match(k[5:]))]
@@ -179,7 +181,10 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     firsts: dict[str, dict] = {}
     for r in rows:
         firsts.setdefault(r["session_id"], r)
-    ev = _sources(list(firsts.values()))  # one source per session, the error (``_cap`` keeps the earliest)
+    # one source per session, the error; the input's first (``_cap`` keeps the earliest), then the context's
+    cap = run.policy.max_evidence
+    ev_in = _cap(_sources([r for s, r in firsts.items() if s in run.input_sessions]), cap)
+    ev = ev_in + _cap(_sources([r for s, r in firsts.items() if s not in run.input_sessions]), cap - len(ev_in))
     taint = _worst(*(r.get("taint") for r in rows))
     if any(r["session_id"] in run.fetched_at and r.get("fix_ts") is not None
            and r["fix_ts"] >= run.fetched_at[r["session_id"]] for r in rows):
@@ -187,5 +192,5 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     key = "mistake:" + ids.sha256_text("\x1f".join((gkey[0].lower(), gkey[1], best)))[:16]
     prog = gkey[0].split(":")[1] if ":" in gkey[0] else gkey[0]
     run._propose(kind="mistake", key=key, path=f"/mistakes/{_slug(prog + ' ' + gkey[1])}.md", content=content,
-                 evidence=_cap(ev, run.policy.max_evidence), support=n, confidence=_confidence(n), taint=taint,
+                 evidence=ev, support=n, confidence=_confidence(n), taint=taint,
                  reason=f"{gkey[1]!r} from {prog} recurs in {n} tasks, fixed the same way ({best})")
