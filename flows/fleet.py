@@ -6,13 +6,16 @@
 Each store's dream is a `dream` subflow run (so each has its own run page and diff artifacts),
 started from a task so that the flow's task runner spreads the stores: threads by default
 (``ThreadPoolTaskRunner``), a local or remote Dask cluster with ``runner="dask"`` (the optional
-``dask`` extra: prefect-dask). A global concurrency limit (``dreams-fleet``, created with
-``max_concurrency`` slots when missing) bounds how many dreams run at once across all fleet runs.
+``dask`` extra: prefect-dask). A deployed fleet runs on the Dask scheduler named by
+``DREAMS_DASK_ADDRESS`` when the worker's environment (or the deployment's ``job_variables.env``) sets
+it: the stores of one fleet run spread over Dask workers on several machines (docs/operations.md, "A
+fleet across machines"). A global concurrency limit (``dreams-fleet``, created with ``max_concurrency`` slots when missing) bounds how many dreams run at once across all fleet runs.
 One store's failure never stops the others; the run ends Failed if any store failed.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from typing import Literal
@@ -85,12 +88,29 @@ def _dream_flow():
     return module.dream_flow
 
 
-
 def store_failed(row: dict) -> bool:
     return row["status"] != "completed" or row["promotion"] in ("gate_failed", "conflict")
 
 
-@flow(name="fleet", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+def default_task_runner():
+    """Threads, or the Dask scheduler at ``DREAMS_DASK_ADDRESS`` (read when the module is imported: in a
+    deployment run, the worker's job environment)."""
+    address = os.environ.get("DREAMS_DASK_ADDRESS", "").strip()
+    if not address:
+        return ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS)
+    if __name__ != "flows.fleet":
+        # loaded as a script (a file entrypoint, flows/fleet.py:fleet): its flow and tasks pickle by reference
+        # to a module no Dask worker can import ("No module named 'fleet'" on the scheduler)
+        raise RuntimeError("DREAMS_DASK_ADDRESS needs the fleet deployed with the module entrypoint "
+                           "flows.fleet:fleet (docs/operations.md, 'A fleet across machines'), not flows/fleet.py")
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as e:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError(f"DREAMS_DASK_ADDRESS={address} needs the optional extra: pip install 'dreams[dask]'") from e
+    return DaskTaskRunner(address=address)
+
+
+@flow(name="fleet", log_prints=True, task_runner=default_task_runner())
 def fleet(
     scope: str | None = None,
     stores: list[str] | None = None,
