@@ -1,4 +1,4 @@
-"""Pure metric tests on small hand-made truths, changesets and stores (no lake, no Prefect)."""
+"""Pure metric tests on small hand-made truths, changesets and stores (no Prefect; the last test reads a small lake)."""
 
 from __future__ import annotations
 
@@ -239,3 +239,17 @@ def test_score_and_aggregate_micro_average():
     assert agg["over_invalidation"]["wrong"] == 1 and agg["over_invalidation"]["protected"] == 10
     row = M.summary_row(agg)
     assert row["dedupe_f1"] == pytest.approx(2 * 0.8 * 0.5 / 1.3) and row["poisoning"] == 0.0
+
+
+def test_lake_tool_names_reads_one_tenants_sessions(lake):
+    """The vocabulary of one tenant, from the files holding its sessions (not a whole-lake query)."""
+    from dreaming.evaluation.runner import lake_tool_names
+    from tests.factories import write_sessions
+
+    write_sessions(lake, [
+        {"session_id": "a1", "tenant": "acme", "events": [("tool_use", "bash", {"cmd": "ls"}), ("tool_result", "ok")]},
+        {"session_id": "b1", "tenant": "beta", "events": [("tool_use", "search", {"q": "x"}), ("tool_result", "ok")]},
+    ])
+    assert lake_tool_names(lake, "acme") == ["bash"]
+    assert lake_tool_names(lake, "beta") == ["search"]
+    assert lake_tool_names(lake, "nobody") == []

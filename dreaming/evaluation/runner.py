@@ -39,9 +39,11 @@ def lake_tool_names(settings: Settings, tenant: str) -> list[str]:
     from dreaming.lake import Lake
 
     with Lake(settings) as lake:
-        rows = lake.con.execute(
-            "SELECT DISTINCT tool_name FROM events WHERE tenant = ? AND tool_name IS NOT NULL", [tenant]
-        ).fetchall()
+        sessions = [s["session_id"] for s in lake.sessions(tenant=tenant)]  # the session index
+        with lake.scoped(sessions, tenant=tenant) as selected:  # only the files holding them
+            rows = selected.con.execute(
+                "SELECT DISTINCT tool_name FROM events WHERE tenant = ? AND tool_name IS NOT NULL", [tenant]
+            ).fetchall()
     return sorted(r[0] for r in rows)
 
 
