@@ -15,7 +15,7 @@ import yaml
 from prefect import serve
 from prefect.schedules import Cron, Interval
 
-from dreaming.errors import BadInput
+from dreaming.errors import BadInput, Conflict
 from dreaming.settings import PROJECT_ROOT
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
@@ -72,13 +72,54 @@ def build_deployments(path: Path = PREFECT_YAML) -> list:
     return out
 
 
-def serve_all(limit: int | None = None, path: Path = PREFECT_YAML) -> None:
+def pool_deployments(deployments: list) -> list[dict]:
+    """Which of ``deployments`` the server already has on a work pool under the same name (``prefect deploy``).
+    Serving over one would keep the pool's record (its storage, its pull step): a served run could then be
+    started from the deploy's storage instead of this checkout."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found = []
+    with get_client(sync_client=True) as client:
+        for d in deployments:
+            name = f"{d.flow_name}/{d.name}"
+            try:
+                existing = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                found.append({"name": name, "id": existing.id, "work_pool": existing.work_pool_name})
+    return found
+
+
+def clear_pool_deployments(deployments: list, replace: bool = False) -> list[str]:
+    """Refuse (``Conflict``) to serve deployments that a work pool already has under the same names, or with
+    ``replace`` delete those first. Returns the names deleted."""
+    found = pool_deployments(deployments)
+    if not found:
+        return []
+    if not replace:
+        names = ", ".join(f"{f['name']} (work pool {f['work_pool']})" for f in found)
+        raise Conflict(f"the Prefect server already has {names} from `prefect deploy`: use one way per server, "
+                       f"the worker or `dreams serve --replace` (which deletes those deployments first)")
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for f in found:
+            client.delete_deployment(f["id"])
+    return [f["name"] for f in found]
+
+
+def serve_all(limit: int | None = None, path: Path = PREFECT_YAML, replace: bool = False) -> None:
     """Register the deployments and run their flow runs as subprocesses of this process (blocks).
 
-    Runs from the project root, so that entrypoints resolve like they do for a worker.
+    Runs from the project root, so that entrypoints resolve like they do for a worker. Deployments of
+    the same names on a work pool are refused, or deleted first with ``replace``.
     """
     os.chdir(PROJECT_ROOT)
-    serve(*build_deployments(path), limit=limit)
+    deployments = build_deployments(path)
+    clear_pool_deployments(deployments, replace=replace)
+    serve(*deployments, limit=limit)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,11 +33,16 @@ def _finish(state, what: str, json_: bool, rows: str, columns: list[str], title:
 @app.command("serve")
 def serve(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many flow runs at once."),
+    replace: bool = typer.Option(False, "--replace", help="Delete same-named deployments that a work pool has "
+                                 "(from `prefect deploy`) first; without it they are refused (exit 2)."),
 ) -> None:
     """Run the prefect.yaml deployments on this box with serve() (no work pool or worker needed)."""
-    from flows.serve import build_deployments, serve_all
+    from flows.serve import build_deployments, clear_pool_deployments, serve_all
 
-    names = [d.name for d in build_deployments()]
+    deployments = build_deployments()
+    for name in clear_pool_deployments(deployments, replace=replace):
+        err_console.print(f"deleted the work-pool deployment {name} (--replace)")
+    names = [d.name for d in deployments]
     err_console.print(f"serving {', '.join(names)}; open the Prefect UI to see runs (Ctrl-C stops)")
     serve_all(limit=limit)
 

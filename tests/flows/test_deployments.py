@@ -147,3 +147,31 @@ def test_deploy_all_and_the_scheduler_creates_runs_then_a_scheduled_run_dreams_t
     assert d.flow_run_id == past[0]["id"]
     assert d.session_ids == ["sesn_1_0", "sesn_1_1"]  # 2026-11-02: the day before the scheduled 11-03 02:30
     assert d.output_behavior["type"] == "update_existing" and d.status == "completed"
+
+
+@pytest.mark.flow
+def test_serve_refuses_or_replaces_same_named_work_pool_deployments(prefect_harness, monkeypatch):
+    """`prefect deploy` and `dreams serve` on one server: the served run would start from the deploy's record
+    (its storage) — the guard names the clash, and `--replace` deletes the pool's deployments first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    from dreaming.errors import Conflict
+    from flows.dream import dream
+    from flows.serve import build_deployments, clear_pool_deployments
+
+    monkeypatch.setenv("DREAMS_STORE", "support-bot")
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name="local-process", type="process"))
+        except ObjectAlreadyExists:
+            pass
+    dream.from_source(str(ROOT), "flows/dream.py:dream").deploy(
+        name="nightly", work_pool_name="local-process", print_next_steps=False)
+    with pytest.raises(Conflict, match=r"dream/nightly \(work pool local-process\).*--replace"):
+        clear_pool_deployments(build_deployments())
+    assert "dream/nightly" in clear_pool_deployments(build_deployments(), replace=True)
+    with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
+        client.read_deployment_by_name("dream/nightly")
+    assert clear_pool_deployments(build_deployments()) == []  # nothing left to clash with

@@ -46,12 +46,13 @@ _leases._RENEWAL_FRACTION = {RENEWAL_FRACTION}
 
 
 def _serve(tmp_path: Path, env: dict) -> subprocess.Popen:
-    """prefect.yaml's deployments served by ``flows.serve.serve_all`` (what `dreams serve` runs)."""
+    """prefect.yaml's deployments served by ``flows.serve.serve_all`` (what `dreams serve --replace` runs: the
+    shared test server may hold the same names on a work pool from test_deployments)."""
     probe = tmp_path / "probe"
     probe.mkdir()
     (probe / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {**env, "PYTHONPATH": os.pathsep.join([str(probe), str(ROOT)])}
-    return subprocess.Popen([sys.executable, "-c", "from flows.serve import serve_all; serve_all()"],
+    return subprocess.Popen([sys.executable, "-c", "from flows.serve import serve_all; serve_all(replace=True)"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
