@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -36,10 +37,23 @@ def _b32(n: int, length: int) -> str:
     return "".join([_PAIRS[(n >> s) & 1023] for s in range(length * 5 - 10, -1, -10)])
 
 
+_last = [0, 0]  # the last (ms, random) minted by this process: ids of one millisecond still sort in order
+_last_lock = threading.Lock()
+
+
 def new_id(prefix: str) -> str:
-    """A fresh, time-ordered id such as ``drm_01JD3F...``."""
+    """A fresh, time-ordered id such as ``drm_01JD3F...`` (a ULID). Monotonic within a process: an id minted in
+    the same millisecond as the one before it (or after the clock stepped back) takes that one's random part
+    plus one, so ids sort in the order they were made ("the earliest snapshot's copy wins" relies on it)."""
     ms = int(time.time() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
+    with _last_lock:
+        if ms <= _last[0]:
+            ms, rand = _last[0], _last[1] + 1
+            if rand >= 1 << 80:  # 2^80 ids in one millisecond: move to the next one
+                ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big") >> 1
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for the increments
+        _last[0], _last[1] = ms, rand
     return f"{prefix}_{_b32(ms, 10)}{_b32(rand, 16)}"
 
 

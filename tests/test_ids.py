@@ -41,3 +41,16 @@ def test_stable_id_and_the_bulk_form_match_the_plain_definition():
     assert [ids.stable_id("sevt", *p) for p in parts] == expected
     assert ids.stable_ids("sevt", ["\x1f".join(map(str, p)) for p in parts]) == expected
     assert ids.stable_ids("sevt", []) == []
+
+
+def test_new_ids_of_one_millisecond_sort_in_the_order_they_were_made(monkeypatch):
+    """Snapshot ids decide which copy of an overlapping export wins ("the earliest snapshot"): ids minted in
+    the same millisecond, or after the clock stepped back, must still sort in minting order."""
+    import dreaming.ids as I
+
+    clock = iter([1_700_000_000.0] * 50 + [1_699_999_999.0] * 5 + [1_700_000_001.0])
+    monkeypatch.setattr(I.time, "time", lambda: next(clock))
+    monkeypatch.setattr(I, "_last", [0, 0])
+    made = [I.new_id("snp") for _ in range(56)]
+    assert made == sorted(made) and len(set(made)) == 56
+    assert made[-1][4:14] != made[0][4:14]  # a later millisecond starts a fresh random part
