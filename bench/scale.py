@@ -11,6 +11,10 @@ fresh lake with `dreaming.scenarios.generate_bench_lake` (two tenants, one file 
   ``DreamService.read`` (the same, plus the store's base version and the signals SQL);
 - **old read**: the same events through the whole-lake ``events`` view (``Lake.con``, what every read
   paid before the session index) and the old ``extract_signals(lake.con, ...)``;
+- **fleet** (``--fleet 10 50 100``): N stores dreamt one after another, each over 100 sessions of its own
+  (acme's sessions, oldest first, 100 per store), timing ``DreamService.read`` (what the fleet's read share
+  is): the total read time should grow with N (the selected sessions), and the read per store stay flat
+  as N and the lake grow — not N × the whole-lake read it was before the index;
 - **sessions --since 1d**: ``Lake.sessions(tenant=acme, since=<last day>)`` against a bare DuckDB count of
   the sessions in acme's files of that day (``count(DISTINCT session_id)``: a plain ``count(*)`` reads only
   the Parquet footers), and the same selection through the whole-lake view.
@@ -56,7 +60,7 @@ def _best(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def child(events: int, repeat: int, old: bool) -> dict:
+def child(events: int, repeat: int, old: bool, fleet: list[int] | None = None) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"bench-scale-{events}-"))
     try:
         gen = subprocess.run([sys.executable, __file__, "--generate", str(events), "--home", str(home)],
@@ -64,7 +68,7 @@ def child(events: int, repeat: int, old: bool) -> dict:
         if gen.returncode:
             raise RuntimeError(f"building the {events:,}-event lake failed:\n{gen.stderr[-3000:]}")
         os.environ["DREAMS_HOME"] = str(home)
-        return {**json.loads(gen.stdout.strip().splitlines()[-1]), **_child(home, repeat, old)}
+        return {**json.loads(gen.stdout.strip().splitlines()[-1]), **_child(home, repeat, old, fleet or [])}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -83,7 +87,7 @@ def generate(events: int, home: Path) -> dict:
             "last_day": days[-1]}
 
 
-def _child(home: Path, repeat: int, old: bool) -> dict:
+def _child(home: Path, repeat: int, old: bool, fleet: list[int]) -> dict:
     import duckdb
 
     import dreaming.curators.rules  # noqa: F401 - imported once, as a worker does
@@ -137,6 +141,8 @@ def _child(home: Path, repeat: int, old: bool) -> dict:
            "dream_read_s": dream_s, "sessions_since_s": sessions_s, "since_sessions": len(rows),
            "bare_count_s": count_s, "signals_errors": len(inputs.signals.errors),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # before the old paths
+    if fleet:
+        out["fleet"] = _fleet(svc, settings, fleet)
     if old:  # what the same reads cost before the session index: the whole-lake views
         n_old = 1 if built["events"] > 1_000_000 else repeat
 
@@ -164,6 +170,27 @@ def _child(home: Path, repeat: int, old: bool) -> dict:
     return out
 
 
+def _fleet(svc, settings, sizes: list[int]) -> list[dict]:
+    """N stores × 100 sessions each, read one after another: total and per-store read time per N."""
+    from dreaming.dreams import Selection
+    from dreaming.lake import Lake
+
+    pool = [r["session_id"] for r in Lake(settings).sessions(tenant="acme")]
+    out = []
+    for n in sizes:
+        if n * 100 > len(pool):
+            out.append({"stores": n, "skipped": f"the lake holds {len(pool)} acme sessions, {n * 100} needed"})
+            continue
+        t = time.perf_counter()
+        for i in range(n):
+            store = svc.stores.create(f"fleet-{n}-{i}", scope="acme")
+            d = svc.create(store["id"], Selection(session_ids=pool[i * 100:(i + 1) * 100]))
+            svc.read(d.id)
+        total = time.perf_counter() - t
+        out.append({"stores": n, "sessions": n * 100, "read_s": total, "per_store_s": total / n})
+    return out
+
+
 def _fmt(v, spec=".3f") -> str:
     return "—" if v is None else format(v, spec)
 
@@ -175,6 +202,7 @@ def main() -> None:
     ap.add_argument("--no-old", action="store_true", help="skip the whole-lake (pre-index) baseline")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    ap.add_argument("--fleet", type=int, nargs="*", default=[], help="also read fleets of N stores × 100 sessions")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--home", type=Path, help=argparse.SUPPRESS)
@@ -185,12 +213,13 @@ def main() -> None:
         print(json.dumps(info))
         return
     if args.child:
-        print(json.dumps(child(args.child, args.repeat, not args.no_old)))
+        print(json.dumps(child(args.child, args.repeat, not args.no_old, args.fleet)))
         return
     sizes = args.sizes + ([10_000_000] if args.big and 10_000_000 not in args.sizes else [])
     rows = []
     for n in sizes:
         cmd = [sys.executable, __file__, "--child", str(n), "--repeat", str(args.repeat)] + (["--no-old"] * args.no_old)
+        cmd += ["--fleet", *map(str, args.fleet)] if args.fleet else []
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode:
             sys.exit(f"size {n} failed:\n{res.stderr[-3000:]}")
@@ -218,6 +247,15 @@ def main() -> None:
                   f"{'✔' if f <= 1.3 else '✘'}")
     ok = all(r["sessions_since_s"] <= 3 * r["bare_count_s"] for r in rows)
     print(f"sessions --since 1d ≤ 3× bare count at every size: {'✔' if ok else '✘'}")
+    if args.fleet:
+        print("\n| lake events | stores × 100 sessions | read s (total) | read s per store |")
+        print("|---:|---:|---:|---:|")
+        for r in rows:
+            for f in r.get("fleet") or []:
+                if "skipped" in f:
+                    print(f"| {r['events']:,} | {f['stores']} | skipped: {f['skipped']} | |")
+                else:
+                    print(f"| {r['events']:,} | {f['stores']} | {f['read_s']:.2f} | {f['per_store_s']:.3f} |")
     big = rows[-1]
     if big["events"] >= 9_000_000:
         print(f"peak RSS of the reading process at {big['events']:,} events: {big['peak_rss_mb']:.0f} MB (≤ 1,024) "
