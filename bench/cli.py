@@ -6,7 +6,15 @@ libraries every data command needs, measured in the same run and interleaved wit
 (repetition i runs every command once, in an order rotated by i) so that a busy machine slows both
 alike. The figure is the median of ``--repeat`` runs; the ratio is median / median baseline.
 
-    .venv/bin/python bench/cli.py [--repeat 9] [--json bench/results/cli.json]
+Every process reads its modules' bytecode from a cache of this run (``PYTHONPYCACHEPREFIX``, a temp
+folder; the warm-up writes it), as an installed package has it (pip compiles on install), whatever
+``PYTHONDONTWRITEBYTECODE`` says here and without writing into the tree. ``--no-bytecode-cache``
+writes none and reads only the .pyc files there are (the interpreter's standard library has its own):
+in an environment with ``PYTHONDONTWRITEBYTECODE=1`` and no .pyc in the virtual environment, every
+other module is compiled from source in every run. That costs the CLI, which is mostly pure-Python
+modules (typer, pydantic, rich), far more than the baseline, which is mostly compiled extensions.
+
+    .venv/bin/python bench/cli.py [--repeat 9] [--no-bytecode-cache] [--json bench/results/cli.json]
 
 Target (issue 14): `dreams --help`, `--version` and the read-only commands within 1.5x the baseline.
 """
@@ -78,9 +86,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="write no .pyc and read only those there are (baseline included)")
     args = ap.parse_args()
     home = scratch_lake()
-    env = {**os.environ, "DREAMS_HOME": str(home), "COLUMNS": "80"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    env.update(DREAMS_HOME=str(home), COLUMNS="80")
+    if args.no_bytecode_cache:  # write none, read what there is (the interpreter's standard library has its own)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:  # an empty cache of this run's own, written by the warm-up
+        env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="bench-cli-pyc-")
     times = measure(args.repeat, env)
     base = statistics.median(times[BASELINE[0]])
     rows = []
@@ -88,7 +103,8 @@ def main() -> None:
         med = statistics.median(ts)
         rows.append({"command": label, "median_s": round(med, 3), "min_s": round(min(ts), 3),
                      "ratio": round(med / base, 2), "ok": label == BASELINE[0] or med / base <= TARGET})
-    print(f"`dreams` start-up, median of {args.repeat} runs each (interleaved), scratch lake {home}\n")
+    cache = "no bytecode cache written" if args.no_bytecode_cache else "bytecode cached"
+    print(f"`dreams` start-up, median of {args.repeat} runs each (interleaved), {cache}, scratch lake {home}\n")
     print("| command | median s | min s | ratio to baseline | target ≤ 1.5× |")
     print("|---|---:|---:|---:|---|")
     for r in rows:
@@ -100,7 +116,8 @@ def main() -> None:
           + (f"; not for: {', '.join(missed)}" if missed else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"repeat": args.repeat, "baseline_s": base, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"repeat": args.repeat, "bytecode_cache": not args.no_bytecode_cache,
+                                         "baseline_s": base, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ A crashed writer (kill -9, power loss) can leave two kinds of debris:
    concurrent ingest between placing and registering is never mistaken for debris.
 
 Registered files missing on disk are reported (``missing``); fsck cannot bring them back.
+
+On an object store (``DREAMS_LAKE_URL``, ``dreaming.lake_fs``) the same holds for objects: an
+unregistered one is moved to ``<lake url>/quarantine/<stamp>/`` once it is older than
+``staging_grace_s`` (younger ones may be another machine's ingest between PUT and registration, and
+are listed as ``staging_active``); quarantine paths are then relative to the lake URL.
 """
 
 from __future__ import annotations
@@ -38,12 +43,14 @@ class FsckReport:
     staging_removed: list[str] = field(default_factory=list)  # home-relative paths removed
     staging_active: list[str] = field(default_factory=list)  # held by a live writer: left alone
     quarantined: list[dict] = field(default_factory=list)  # {"from": rel, "to": rel}
+    retired_removed: list[str] = field(default_factory=list)  # files a compaction replaced, past the grace
+    retired_waiting: list[str] = field(default_factory=list)  # replaced, within the grace: left for readers
     missing: list[str] = field(default_factory=list)  # registered but not on disk
     registered: int = 0  # files the catalog lists (snapshots + originals)
 
     @property
     def changed(self) -> bool:
-        return bool(self.staging_removed or self.quarantined)
+        return bool(self.staging_removed or self.quarantined or self.retired_removed)
 
     @property
     def ok(self) -> bool:
@@ -129,12 +136,43 @@ def _quarantine(settings: Settings, registered: set[str], report: FsckReport) ->
                 p.parent.rmdir()
 
 
+def _quarantine_objects(settings: Settings, store, registered: set[str], report: FsckReport,
+                        grace_s: float | None) -> set[str]:
+    """The object-store lake's ``_quarantine``: unregistered objects older than the grace (another
+    machine's ingest may be between its PUT and its catalog row; the place lock is local) are moved to
+    ``<lake url>/quarantine/<stamp>/<same relative path>``; younger ones are listed as ``staging_active``.
+    Returns the lake-relative paths of the objects there."""
+    grace = settings.staging_grace_s if grace_s is None else grace_s
+    now = datetime.now(UTC)
+    listing = store.listing()
+    target = None
+    for rel, info in sorted(listing.items()):
+        if rel in registered:
+            continue
+        if info["mtime"] is not None and (now - info["mtime"]).total_seconds() < grace:
+            report.staging_active.append(rel)
+            continue
+        if target is None:
+            target = f"quarantine/{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+        store.move(rel, f"{target}/{rel}")
+        report.quarantined.append({"from": rel, "to": f"{target}/{rel}"})
+    return set(listing)
+
+
 def fsck(settings: Settings | None = None, catalog: Catalog | None = None, grace_s: float | None = None) -> FsckReport:
     """Remove stale staging files, quarantine unregistered lake files, report missing ones."""
+    from dreaming.lake_fs import LakeFiles
+
     settings = settings or get_settings()
     report = FsckReport()
     clean_staging(settings, report, grace_s)
-    if not settings.transcripts_dir.exists() and not settings.originals_dir.exists():
+    store = LakeFiles(settings)
+    if store.remote:
+        from dreaming.catalog import catalog_exists
+
+        if catalog is None and not catalog_exists(settings):
+            return report  # nothing registered: a lake never written (and no catalog created)
+    elif not settings.transcripts_dir.exists() and not settings.originals_dir.exists():
         return report
     own = catalog is None
     catalog = catalog or Catalog(settings)
@@ -142,8 +180,17 @@ def fsck(settings: Settings | None = None, catalog: Catalog | None = None, grace
         with place_lock(settings.home, exclusive=True):
             registered = set(catalog.snapshot_files()) | set(catalog.original_files())
             report.registered = len(registered)
-            _quarantine(settings, registered, report)
-        report.missing = sorted(r for r in registered if not (settings.home / r).is_file())
+            if store.remote:
+                there = _quarantine_objects(settings, store, registered, report, grace_s)
+            else:
+                from dreaming import lake_retired
+
+                report.retired_removed, report.retired_waiting = lake_retired.purge(settings, registered, grace_s)
+                _quarantine(settings, registered | lake_retired.retired_files(settings), report)
+        if store.remote:
+            report.missing = sorted(registered - there)
+        else:
+            report.missing = sorted(r for r in registered if not (settings.home / r).is_file())
     finally:
         if own:
             catalog.engine.dispose()

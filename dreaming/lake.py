@@ -167,7 +167,8 @@ class Scoped:
 
 
 class Lake:
-    """DuckDB over ``$DREAMS_HOME/transcripts``. Cheap to create; use as a context manager."""
+    """DuckDB over ``$DREAMS_HOME/transcripts`` (or ``$DREAMS_LAKE_URL/transcripts`` on an object store,
+    ``dreaming.lake_fs``). Cheap to create; use as a context manager."""
 
     def __init__(self, settings: Settings | None = None, con: duckdb.DuckDBPyConnection | None = None):
         self.settings = settings or get_settings()
@@ -185,7 +186,7 @@ class Lake:
     def close(self) -> None:
         self._con.close()
         if self._catalog is not None:
-            self._catalog.engine.dispose()
+            self._catalog.dispose()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -199,6 +200,8 @@ class Lake:
     @property
     def glob(self) -> str:
         """Where snapshot files live (for people and tools; the views read ``self.files`` only)."""
+        if self._store.remote:
+            return self._store.uri("transcripts/tenant=*/day=*/*.parquet")
         return str(self.settings.transcripts_dir / "tenant=*" / "day=*" / "*.parquet")
 
     def has_files(self) -> bool:
@@ -220,8 +223,10 @@ class Lake:
 
     def _check_disk(self) -> None:
         self._files, self._missing = [], []
-        for path in self._registered.values():
-            (self._files if os.path.isfile(path) else self._missing).append(path)
+        there = self._store.present(self._registered) if self._store.remote else None
+        for rel, path in self._registered.items():
+            on_disk = rel in there if there is not None else os.path.isfile(path)
+            (self._files if on_disk else self._missing).append(path)
         if self._missing:
             log.warning("%d registered snapshot file(s) are missing on disk and are left out (first: %s); "
                         "see `dreams lake fsck`", len(self._missing), self._missing[0])
@@ -231,19 +236,22 @@ class Lake:
         in ``transcripts/`` without a catalog row is never read (``dreams lake fsck`` quarantines it).
         A registered file missing on disk is left out and listed in ``self.missing`` (fsck reports it)
         rather than failing every query. The whole-lake views are (re)defined on next use of ``con``."""
-        home = self.settings.home
+        from dreaming.lake_fs import LakeFiles
+
+        self._store = LakeFiles(self.settings)  # where the files are: under the lake root, or an object store
         # no catalog where none exists yet: a lake never written has no files, and stays free of side effects
         if self._catalog is None and (self.settings.catalog_url is not None or self.settings.catalog_path.exists()):
-            from dreaming.catalog import Catalog
+            from dreaming.catalog_read import open_catalog
 
-            self._catalog = Catalog(self.settings)
+            # reads through plain sqlite3 where the catalog allows it (no SQLAlchemy: CLI start-up)
+            self._catalog = open_catalog(self.settings)
         registered, indexed = [], 0
-        if self._catalog is not None:  # one catalog connection: the registered files, and how many are indexed
-            from dreaming import lake_index
-
-            registered, indexed = lake_index.registered_and_indexed(self._catalog)
+        if self._catalog is not None:  # one catalog query each: the registered files, and how many are indexed
+            registered, indexed = self._catalog.registered_and_indexed()
         self._complete = indexed >= len(set(registered))
-        self._registered: dict[str, str] = {rel: str(home / rel) for rel in registered}  # lake-relative -> read path
+        self._registered: dict[str, str] = {rel: self._store.uri(rel) for rel in registered}  # rel -> read path
+        if self._registered:
+            self._store.attach(self._con)  # DuckDB reads an object store through its fsspec filesystem
         self._files: list[str] | None = None
         self._missing: list[str] | None = None
         self._full = False
@@ -257,13 +265,13 @@ class Lake:
         """Whether the session index covers the files on disk (built once for files registered without
         it); False (whole-lake reads, as before the index) when the catalog cannot be written."""
         if self._indexed is None:
-            from dreaming import lake_index
-
             try:
-                if not self._complete:
+                if not self._complete:  # a write: through the SQLAlchemy Catalog
+                    from dreaming import lake_index
+
                     on_disk = set(self.files)
-                    lake_index.ensure_indexed(self._catalog, present={r for r, p in self._registered.items()
-                                                                      if p in on_disk})
+                    lake_index.ensure_indexed(self._catalog.catalog, present={r for r, p in self._registered.items()
+                                                                              if p in on_disk})
                 self._indexed = True
             except Exception as e:  # noqa: BLE001 - a read-only catalog still reads, only slower
                 log.warning("the session index could not be built (%s: %s); reading the whole lake",
@@ -273,11 +281,11 @@ class Lake:
 
     def _scope(self, rows: list[tuple[str, str, str, bool]], materialize: bool = False) -> Scoped:
         """A ``Scoped`` over the index rows ``(path, tenant, session_id, unique_ids)``."""
-        home = self.settings.home
+        home, store = self.settings.home, self._store
         paths = dict.fromkeys(r[0] for r in rows)
-        there = {p for p in paths if os.path.isfile(home / p)}
-        files = [str(home / p) for p in paths if p in there]
-        missing = [str(home / p) for p in paths if p not in there]
+        there = store.present(paths) if store.remote else {p for p in paths if os.path.isfile(home / p)}
+        files = [store.uri(p) for p in paths if p in there]
+        missing = [store.uri(p) for p in paths if p not in there]
         if missing:
             log.warning("%d snapshot file(s) of the selection are missing on disk and are left out (first: %s); "
                         "see `dreams lake fsck`", len(missing), missing[0])
@@ -287,6 +295,8 @@ class Lake:
         # files (overlapping exports, or a session across midnight), or a file that repeats an event id
         dedupe = len(held) != len(pairs) or not all(u for p, _, _, u in rows if p in there)
         con = _connect()
+        if files:
+            store.attach(con)
         define_views(con, files, scope=pairs, materialize=materialize, dedupe=dedupe)
         return Scoped(con, files, missing)
 
@@ -298,9 +308,7 @@ class Lake:
             return self._scope([])
         if not self._index_ready():
             return Scoped(self.con, self.files, self.missing, owned=False)
-        from dreaming import lake_index
-
-        rows = lake_index.select(self._catalog, tenant=tenant, session_ids=list(session_ids))
+        rows = self._catalog.select_sessions(tenant=tenant, session_ids=list(session_ids))
         return self._scope(rows, materialize=materialize)
 
     def sessions(
@@ -318,9 +326,7 @@ class Lake:
             return []
         if all(v is None for v in filters.values()) or not self._index_ready():
             return query_sessions(self.con, **filters)
-        from dreaming import lake_index
-
-        rows = lake_index.select(self._catalog, tenant=tenant, agent=agent, since=_utc(since), until=_utc(until),
-                                 session_ids=session_ids)
+        rows = self._catalog.select_sessions(tenant=tenant, agent=agent, since=_utc(since), until=_utc(until),
+                                             session_ids=session_ids)
         with self._scope(rows) as sc:
             return sc.sessions(**filters)

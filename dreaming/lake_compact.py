@@ -26,9 +26,16 @@ same rows after compaction; duplicates across the source files are kept as they 
    partition's registered files are still exactly the inputs (else the partition is skipped: a
    concurrent writer changed it), register the new file and its ``lake_files``/``session_index`` rows,
    retire the old files (out of their snapshots' ``files``, their index rows deleted);
-5. delete the old files. A crash before that leaves them unregistered: never read, quarantined by fsck.
+5. leave the old files where they are, for a grace period: a ``Lake`` opened before the transaction
+   listed them and may still read them. Their manifest (``dreaming.lake_retired``, written before the
+   transaction) keeps fsck from quarantining them; the next ``fsck`` or ``compact`` deletes them once
+   the grace (``staging_grace_s``) has passed.
 
-At every point the registered files hold every event exactly once.
+At every point the registered files hold every event exactly once, and a reader that listed the old
+files still finds them.
+
+On object storage (``DREAMS_LAKE_URL``, ``dreaming.lake_fs``) ``compact`` refuses (a DreamsError, exit
+2): not built yet. ``stats`` works there (sizes from one listing of the objects).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dreaming import lake_index
+from dreaming import lake_index, lake_retired
 from dreaming.atomic import StagingArea, place_lock, place_staged
 from dreaming.catalog import Catalog, catalog_exists, snapshots
 from dreaming.lake import _literal_list
@@ -76,6 +83,7 @@ class Partition:
 class CompactReport:
     partitions: list[Partition] = field(default_factory=list)
     dry_run: bool = False
+    retired_removed: list[str] = field(default_factory=list)  # old files of earlier compactions, now deleted
 
     @property
     def compacted(self) -> list[Partition]:
@@ -87,7 +95,7 @@ class CompactReport:
 
     def to_dict(self) -> dict:
         return {"dry_run": self.dry_run, "compacted": len(self.compacted), "skipped": len(self.skipped),
-                "partitions": [asdict(p) for p in self.partitions]}
+                "partitions": [asdict(p) for p in self.partitions], "retired_removed": self.retired_removed}
 
 
 class _Crash(BaseException):
@@ -128,8 +136,11 @@ def plan(catalog: Catalog, tenant: str | None = None, before: str | None = None)
         missing = [f for f in p.files if not (home / f).is_file()]
         if missing:
             p.status, p.reason = "skipped", f"{len(missing)} registered file(s) missing on disk (see `dreams lake fsck`)"
-        else:
+        else:  # what the table shows before anything is rewritten (a dry run too): bytes, and rows from the footers
+            import pyarrow.parquet as pq
+
             p.bytes = sum((home / f).stat().st_size for f in p.files)
+            p.rows = sum(pq.ParquetFile(home / f).metadata.num_rows for f in p.files)
         out.append(p)
     return out
 
@@ -223,20 +234,21 @@ def compact_partition(catalog: Catalog, p: Partition, con=None) -> Partition:
             with place_lock(home, exclusive=True):  # no ingest between placing and registering; no fsck
                 place_staged([(staged, final)])
                 _step("placed")
+                lake_retired.record(settings, snapshot_id, p.files)  # before the swap: see lake_retired
                 try:
                     why = _swap(catalog, p, new_rel, snapshot_id, index, rows)
                 except BaseException:
                     with contextlib.suppress(FileNotFoundError):  # not registered: it never existed
                         final.unlink()
+                    lake_retired.drop(settings, snapshot_id)
                     raise
                 if why:
                     final.unlink()
+                    lake_retired.drop(settings, snapshot_id)
                     p.status, p.reason = "skipped", why
                     return p
                 _step("registered")
-                for f in inputs:  # retired: no longer read; a crash here leaves them to fsck's quarantine
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
+                # the old files stay for readers that listed them; fsck or the next compact deletes them later
         p.status, p.new_file, p.snapshot_id, p.rows = "compacted", new_rel, snapshot_id, rows
         p.bytes = final.stat().st_size
         log.info("compacted %d file(s) of tenant=%s day=%s into %s (%d rows)", len(p.files), p.tenant, p.day,
@@ -251,12 +263,20 @@ def compact(settings: Settings | None = None, tenant: str | None = None, before:
             dry_run: bool = False, catalog: Catalog | None = None) -> CompactReport:
     """Compact every partition of ``plan(...)``; with ``dry_run`` only say what would be done."""
     settings = settings or get_settings()
+    if settings.lake_url:
+        from dreaming.errors import DreamsError
+
+        raise DreamsError(f"dreams lake compact: not supported on object storage yet (DREAMS_LAKE_URL="
+                          f"{settings.lake_url}); reads, ingest, fsck and stats are (docs/lake.md)")
     report = CompactReport(dry_run=dry_run)
     if catalog is None and not catalog_exists(settings):
         return report  # a lake never written: nothing to compact, and no catalog created
     own = catalog is None
     catalog = catalog or Catalog(settings)
     try:
+        if not dry_run:  # what earlier compactions retired, past the grace
+            report.retired_removed, _ = lake_retired.purge(
+                settings, set(catalog.snapshot_files()) | set(catalog.original_files()))
         report.partitions = plan(catalog, tenant, before)
         for p in report.partitions:
             if p.status == "skipped":
@@ -297,6 +317,10 @@ def stats(settings: Settings | None = None, tenant: str | None = None) -> dict:
     finally:
         catalog.engine.dispose()
     home = settings.home
+    from dreaming.lake_fs import LakeFiles
+
+    store = LakeFiles(settings)
+    sizes = {rel: info["size"] for rel, info in store.listing(("transcripts",)).items()} if store.remote else None
     out = []
     for (t, day), files in sorted(parts.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         if tenant is not None and t != tenant:
@@ -305,12 +329,14 @@ def stats(settings: Settings | None = None, tenant: str | None = None) -> dict:
         for rel, _ in files:
             path = home / rel
             try:
-                row["bytes"] += path.stat().st_size
-            except FileNotFoundError:
+                row["bytes"] += path.stat().st_size if sizes is None else sizes[rel]
+            except (FileNotFoundError, KeyError):
                 row["missing"] += 1
                 continue
             n = rows_of.get(rel)
-            if n is None:
+            if n is None and sizes is not None:  # an object store's file without index rows
+                n = store.num_rows(rel)
+            elif n is None:
                 import pyarrow.parquet as pq
 
                 n = pq.ParquetFile(path).metadata.num_rows

@@ -56,11 +56,14 @@ def index_rows(table, rel: str, snapshot_id: str) -> tuple[dict, list[dict]]:
     return file_row, rows
 
 
+INDEX_COLUMNS = ["session_id", "agent_id", "ts", "event_id"]  # what index_rows reads of a file
+
+
 def index_file(path: Path, rel: str, snapshot_id: str) -> tuple[dict, list[dict]]:
     """``index_rows`` of a Parquet file on disk (reads four columns)."""
     import pyarrow.parquet as pq
 
-    return index_rows(pq.read_table(path, columns=["session_id", "agent_id", "ts", "event_id"]), rel, snapshot_id)
+    return index_rows(pq.read_table(path, columns=INDEX_COLUMNS), rel, snapshot_id)
 
 
 def insert(conn: sa.Connection, file_rows: list[dict], session_rows: list[dict]) -> None:
@@ -118,11 +121,14 @@ def ensure_indexed(catalog, present: set[str] | None = None) -> int:
         return 0
     log.warning("session index: building the rows of %d snapshot file(s) registered without them (a lake from "
                 "before the index; done once)", len(todo))
-    home = catalog.settings.home
+    from dreaming.lake_fs import LakeFiles
+
+    home, store = catalog.settings.home, LakeFiles(catalog.settings)
     built = []
     for rel, sid in todo:
         try:
-            built.append(index_file(home / rel, rel, sid))
+            built.append(index_file(home / rel, rel, sid) if not store.remote else  # an object store's file
+                         index_rows(store.read_table(rel, columns=INDEX_COLUMNS), rel, sid))
         except Exception as e:  # noqa: BLE001 - an unreadable file fails its own reads, not the index
             log.warning("session index: cannot read %s (%s: %s); its sessions are not selectable until it is "
                         "repaired (see `dreams lake fsck`)", rel, type(e).__name__, e)

@@ -54,6 +54,20 @@ class Settings(BaseModel):
     catalog_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the catalog; default: SQLite under the lake root."
     )
+    fast_reads: bool = Field(
+        default=True, description="The listing commands read a SQLite catalog at the schema's head through plain "
+        "sqlite3, read-only (dreaming.catalog_read), and store versions through DuckDB: no SQLAlchemy, no pyarrow "
+        "(CLI start-up). false: through SQLAlchemy and pyarrow, as everything else reads.",
+    )
+    lake_url: str | None = Field(
+        default=None, description="Where the lake's files are: unset, under the lake root (transcripts/, "
+        "originals/); an object store URL (s3://bucket/prefix) puts them there (docs/lake.md). The catalog, "
+        "locks, staging, stores and dreams stay under the lake root (or the catalog on PostgreSQL).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="The S3 endpoint of an s3:// lake_url (an S3-compatible server); unset: what "
+        "botocore reads itself (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL), else AWS.",
+    )
     max_sessions_per_dream: int = Field(default=100, ge=1, description="Anthropic's cap is 100; raise for big lakes.")
     max_instructions_chars: int = 4096
     default_model: str = "claude-sonnet-4-6"

@@ -34,6 +34,11 @@ def test_reading_the_catalog_needs_neither_pyarrow_nor_prefect():
     assert _imported_by("import dreaming.catalog") == ["sqlalchemy"]
 
 
+def test_the_read_only_path_imports_nothing_heavy():
+    # the listing commands' modules (tests/test_catalog_read.py runs the commands themselves)
+    assert _imported_by("import dreaming.catalog_read, dreaming.migrations, dreaming.stores") == []
+
+
 def test_help_lists_every_command_with_its_help():
     out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     for cmd in ("demo", "ingest", "sessions", "store", "run", "list", "show", "diff", "approve", "reject",

@@ -117,13 +117,13 @@ def list_(
     json_: bool = JsonOpt,
 ) -> None:
     """List dreams, newest first (archived ones hidden unless asked)."""
-    from dreaming.catalog import Catalog
+    from dreaming.catalog_read import open_catalog
     from dreaming.schema import DREAM_STATUSES
 
     bad = sorted(set(status or []) - set(DREAM_STATUSES))
     if bad:
         fail(f"--status {', '.join(bad)}: not a dream status; choose from {', '.join(DREAM_STATUSES)}")
-    cat = Catalog()
+    cat = open_catalog()  # plain sqlite3 reads where it can: no SQLAlchemy
     store_id = cat.get_store(store)["id"] if store else None
     dreams = cat.list_dreams(store_id=store_id, statuses=status, include_archived=include_archived, limit=limit)
     if json_:

@@ -20,7 +20,8 @@ def fsck_cmd(
 ) -> None:
     """Remove staging files of dead writers and quarantine lake files the catalog does not list.
 
-    Nothing is deleted from the lake: unregistered files move to $DREAMS_HOME/quarantine/<stamp>/.
+    Nothing is deleted from the lake: unregistered files move to $DREAMS_HOME/quarantine/<stamp>/
+    (on an object-store lake, to $DREAMS_LAKE_URL/quarantine/<stamp>/, once older than the grace).
     Exit 1 when registered files are missing on disk (fsck cannot restore them)."""
     from dreaming.fsck import fsck
 
@@ -34,6 +35,9 @@ def fsck_cmd(
                       f"file(s) quarantined, {len(report.missing)} missing")
         for q in report.quarantined:
             console.print(f"  quarantined {q['from']} -> {q['to']}", highlight=False)
+        if report.retired_removed or report.retired_waiting:
+            console.print(f"compacted away: {len(report.retired_removed)} old file(s) deleted, "
+                          f"{len(report.retired_waiting)} kept for readers until the grace has passed")
         for m in report.missing:
             err_console.print(f"[bold red]missing:[/] {m} (registered in the catalog, not on disk)", highlight=False)
     if not report.ok:

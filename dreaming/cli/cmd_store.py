@@ -18,6 +18,13 @@ def _service():
     return StoreService(Catalog())
 
 
+def _reading_service():
+    """A StoreService for the read-only commands: no SQLAlchemy, no pyarrow (StoreService.for_reading)."""
+    from dreaming.stores import StoreService
+
+    return StoreService.for_reading()
+
+
 def _store_api(s: dict) -> dict:
     return {
         "type": "memory_store",
@@ -58,9 +65,9 @@ def create(
 @store_app.command("list")
 def list_(json_: bool = JsonOpt, include_archived: bool = typer.Option(False, "--include-archived")) -> None:
     """List memory stores."""
-    from dreaming.catalog import Catalog
+    from dreaming.catalog_read import open_catalog
 
-    stores = Catalog().list_stores(include_archived=include_archived)
+    stores = open_catalog().list_stores(include_archived=include_archived)
     if json_:
         print_list(_store_api(s) for s in stores)
     else:
@@ -74,7 +81,7 @@ def show(
     json_: bool = JsonOpt,
 ) -> None:
     """Show a store and the memories of its head (or of --version)."""
-    svc = _service()
+    svc = _reading_service()
     s = svc.catalog.get_store(store)
     memories = svc.read_version(s["id"], version)
     if json_:

@@ -6,6 +6,8 @@ place lock (shared; fsck takes it exclusively), renames a group's staged files i
 fsyncs each folder once and inserts their catalog rows (the snapshot and its session index) in one
 transaction; if the transaction fails, the group's placed files are removed again. A crash in
 between leaves files that the catalog does not list: the lake never reads them and fsck quarantines them.
+On an object store (``DREAMS_LAKE_URL``) placing is a PUT of each file to its final key, checked
+against the staged file (``dreaming.lake_fs``); the rest is the same.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from dreaming import lake_index
-from dreaming.atomic import place_lock, place_staged, write_parquet_staged
+from dreaming.atomic import place_lock, write_parquet_staged
 from dreaming.catalog import Catalog, snapshots
 from dreaming.ingest.common import TOOL_USE_TYPES
 from dreaming.ingest.report import FileResult
+from dreaming.lake_fs import LakeFiles
+
+
+def _step(name: str) -> None:
+    """A named point of ``place_and_register`` (``placed``: the files are in the lake, not yet in the
+    catalog); tests end the process here to leave what a crash leaves."""
 
 
 @dataclass
@@ -109,9 +117,11 @@ def place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple[
     of the group is withdrawn and reported failed."""
     placed: list[Path] = []
     batch_ids: set[str] = set()
+    store = LakeFiles(catalog.settings)  # the lake folder, or an object store (put, then checked)
     with place_lock(catalog.settings.home):
         try:
-            placed = place_staged([p for _, st in group for p in st.parts])
+            placed = store.place([p for _, st in group for p in st.parts])
+            _step("placed")
             with conn.begin():  # BEGIN IMMEDIATE: the write lock first, then the re-check
                 row0 = group[0][1].row
                 twins = known_snapshots(conn, row0["tenant"], row0["agent_id"],
@@ -129,7 +139,7 @@ def place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple[
                     twins[key] = st.row["id"]
                     batch_ids.add(st.row["id"])
         except BaseException as e:
-            remove(placed)
+            store.remove(placed)
             for _, st in group:
                 st.discard()
             for res, _ in group:
@@ -141,7 +151,7 @@ def place_and_register(catalog: Catalog, conn: sa.Connection, group: list[tuple[
         for res, st in group:
             key = (st.row["source_sha256"], st.row["source_format"])
             if twins[key] != st.row["id"]:
-                remove([final for _, final in st.parts])
+                store.remove([final for _, final in st.parts])
                 res.status, res.snapshot_id, res.originals = "skipped", twins[key], None
                 res.issues, res.redactions = [], {}
                 continue

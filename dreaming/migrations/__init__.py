@@ -1,13 +1,17 @@
 """The catalog's schema migrations (Alembic), run by ``Catalog()`` when the schema is behind.
 
 Importing this package is cheap: Alembic is imported by :func:`upgrade` only, which ``Catalog()``
-calls only when ``alembic_version`` is not already at :data:`HEAD` (one plain query decides).
+calls only when ``alembic_version`` is not already at :data:`HEAD` (one plain query decides), and
+SQLAlchemy inside the functions (``dreaming.catalog_read`` reads :data:`HEAD` without it).
 How to add a migration: docs/operations.md, "Catalog on PostgreSQL".
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 HEAD = "0001"  # the newest revision in versions/; bump with every new migration (a test checks it)
 BASELINE = "0001"  # the schema a pre-migration catalog (made by metadata.create_all) has
@@ -16,6 +20,8 @@ LOCK_KEY = 0x64726561  # pg_advisory_xact_lock key: "drea"
 
 def current_revision(engine: sa.Engine) -> str | None:
     """The catalog's ``alembic_version``, or None when there is none (new or pre-migration catalog)."""
+    import sqlalchemy as sa
+
     try:
         with engine.connect() as conn:
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
@@ -38,6 +44,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     (SQLite: the engine's ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped advisory lock).
     A catalog made by the old ``create_all`` (tables, no ``alembic_version``) gets the baseline's
     missing tables, is stamped at the baseline, then upgraded."""
+    import sqlalchemy as sa
     from alembic import command
 
     from dreaming.migrations import baseline
