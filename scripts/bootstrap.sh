@@ -10,5 +10,9 @@ if [ -f "$stamp" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check uv
 .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
+# bytecode for every module, as pip writes it at install (uv does not, and PYTHONDONTWRITEBYTECODE may stop
+# Python from caching it at import): without it every `dreams` start compiles typer, pydantic, rich and
+# DuckDB's Python side again (CLI start-up, bench/cli.py). Sources edited later are recompiled as usual.
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages dreaming flows tasks >/dev/null || true
 rm -f .venv/.installed-*; touch "$stamp"
 echo "ready: .venv (activate with 'source .venv/bin/activate', or call .venv/bin/dreams)"
