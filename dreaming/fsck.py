@@ -180,13 +180,15 @@ def fsck(settings: Settings | None = None, catalog: Catalog | None = None, grace
         with place_lock(settings.home, exclusive=True):
             registered = set(catalog.snapshot_files()) | set(catalog.original_files())
             report.registered = len(registered)
-            if store.remote:
-                there = _quarantine_objects(settings, store, registered, report, grace_s)
-            else:
-                from dreaming import lake_retired
+            from dreaming import lake_retired
 
-                report.retired_removed, report.retired_waiting = lake_retired.purge(settings, registered, grace_s)
-                _quarantine(settings, registered | lake_retired.retired_files(settings), report)
+            # what a compaction replaced: deleted past the grace, else kept for readers (never quarantined)
+            report.retired_removed, report.retired_waiting = lake_retired.purge(settings, registered, grace_s)
+            known = registered | lake_retired.retired_files(settings)
+            if store.remote:
+                there = _quarantine_objects(settings, store, known, report, grace_s)
+            else:
+                _quarantine(settings, known, report)
         if store.remote:
             report.missing = sorted(registered - there)
         else:

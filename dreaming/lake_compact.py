@@ -34,8 +34,10 @@ same rows after compaction; duplicates across the source files are kept as they 
 At every point the registered files hold every event exactly once, and a reader that listed the old
 files still finds them.
 
-On object storage (``DREAMS_LAKE_URL``, ``dreaming.lake_fs``) ``compact`` refuses (a DreamsError, exit
-2): not built yet. ``stats`` works there (sizes from one listing of the objects).
+On object storage (``DREAMS_LAKE_URL``, ``dreaming.lake_fs``) the same steps run through ``LakeFiles``:
+DuckDB reads the inputs through the registered filesystem, step 3 is a PUT of the staged file checked
+against it (size, row count), and retired objects are deleted by ``LakeFiles.remove``. ``stats`` works
+there too (sizes from one listing of the objects).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dreaming import lake_index, lake_retired
-from dreaming.atomic import StagingArea, place_lock, place_staged
+from dreaming.atomic import StagingArea, place_lock
 from dreaming.catalog import Catalog, catalog_exists, snapshots
 from dreaming.lake import _literal_list
 from dreaming.settings import Settings, get_settings
@@ -125,24 +127,35 @@ def plan(catalog: Catalog, tenant: str | None = None, before: str | None = None)
     """The partitions ``compact`` would look at: more than one registered file, of ``tenant`` (all when
     None), with a day before ``before`` (``YYYY-MM-DD``, exclusive) when given; oldest first. A
     partition with a registered file missing on disk is marked skipped."""
-    home = catalog.settings.home
+    from dreaming.lake_fs import LakeFiles
+
+    store = LakeFiles(catalog.settings)
     with catalog.engine.connect() as conn:
         parts = _registered_by_partition(conn)
+    chosen = [(t, day, files) for (t, day), files in sorted(parts.items(), key=lambda kv: (kv[0][1] or "", kv[0][0]))
+              if len(files) >= 2 and (tenant is None or t == tenant) and (before is None or (day or "") < before)]
+    rels = [f for _, _, files in chosen for f, _ in files]
+    sizes = _sizes(store, rels)  # rel -> bytes, for the files that are there
     out = []
-    for (t, day), files in sorted(parts.items(), key=lambda kv: (kv[0][1] or "", kv[0][0])):
-        if len(files) < 2 or (tenant is not None and t != tenant) or (before is not None and (day or "") >= before):
-            continue
+    for t, day, files in chosen:
         p = Partition(t, day, [f for f, _ in files], sources=sorted({s for _, s in files}))
-        missing = [f for f in p.files if not (home / f).is_file()]
+        missing = [f for f in p.files if f not in sizes]
         if missing:
             p.status, p.reason = "skipped", f"{len(missing)} registered file(s) missing on disk (see `dreams lake fsck`)"
         else:  # what the table shows before anything is rewritten (a dry run too): bytes, and rows from the footers
-            import pyarrow.parquet as pq
-
-            p.bytes = sum((home / f).stat().st_size for f in p.files)
-            p.rows = sum(pq.ParquetFile(home / f).metadata.num_rows for f in p.files)
+            p.bytes = sum(sizes[f] for f in p.files)
+            p.rows = sum(store.num_rows(f) for f in p.files)
         out.append(p)
     return out
+
+
+def _sizes(store, rels: list[str]) -> dict[str, int]:
+    """The size of each of ``rels`` that exists (a file stat each locally; one listing on an object store)."""
+    if store.remote:
+        listing = store.listing(("transcripts",)) if rels else {}
+        return {r: listing[r]["size"] for r in rels if r in listing}
+    home = store.settings.home
+    return {r: (home / r).stat().st_size for r in rels if (home / r).is_file()}
 
 
 def _read_inputs(con, paths: list[Path]):
@@ -207,12 +220,15 @@ def compact_partition(catalog: Catalog, p: Partition, con=None) -> Partition:
 
     from dreaming import ids
     from dreaming.lake import _connect
+    from dreaming.lake_fs import LakeFiles
 
     settings = catalog.settings
     home = settings.home
+    store = LakeFiles(settings)  # the lake folder, or an object store (DuckDB reads it, ``place`` PUTs)
     own = con is None
     con = con or _connect()
-    inputs = [home / f for f in p.files]
+    store.attach(con)
+    inputs = [store.uri(f) for f in p.files]
     snapshot_id = ids.new_id(ids.SNAPSHOT)
     final = settings.transcripts_dir / f"tenant={p.tenant}" / f"day={p.day}" / f"{snapshot_id}.parquet"
     new_rel = final.relative_to(home).as_posix()
@@ -232,25 +248,25 @@ def compact_partition(catalog: Catalog, p: Partition, con=None) -> Partition:
             rows = table.num_rows
             del table
             with place_lock(home, exclusive=True):  # no ingest between placing and registering; no fsck
-                place_staged([(staged, final)])
+                store.place([(staged, final)])  # locally a rename; on an object store a PUT, then checked
                 _step("placed")
                 lake_retired.record(settings, snapshot_id, p.files)  # before the swap: see lake_retired
                 try:
                     why = _swap(catalog, p, new_rel, snapshot_id, index, rows)
                 except BaseException:
                     with contextlib.suppress(FileNotFoundError):  # not registered: it never existed
-                        final.unlink()
+                        store.remove([final])
                     lake_retired.drop(settings, snapshot_id)
                     raise
                 if why:
-                    final.unlink()
+                    store.remove([final])
                     lake_retired.drop(settings, snapshot_id)
                     p.status, p.reason = "skipped", why
                     return p
                 _step("registered")
                 # the old files stay for readers that listed them; fsck or the next compact deletes them later
         p.status, p.new_file, p.snapshot_id, p.rows = "compacted", new_rel, snapshot_id, rows
-        p.bytes = final.stat().st_size
+        p.bytes = _sizes(store, [new_rel]).get(new_rel, 0)
         log.info("compacted %d file(s) of tenant=%s day=%s into %s (%d rows)", len(p.files), p.tenant, p.day,
                  new_rel, rows)
         return p
@@ -263,11 +279,6 @@ def compact(settings: Settings | None = None, tenant: str | None = None, before:
             dry_run: bool = False, catalog: Catalog | None = None) -> CompactReport:
     """Compact every partition of ``plan(...)``; with ``dry_run`` only say what would be done."""
     settings = settings or get_settings()
-    if settings.lake_url:
-        from dreaming.errors import DreamsError
-
-        raise DreamsError(f"dreams lake compact: not supported on object storage yet (DREAMS_LAKE_URL="
-                          f"{settings.lake_url}); reads, ingest, fsck and stats are (docs/lake.md)")
     report = CompactReport(dry_run=dry_run)
     if catalog is None and not catalog_exists(settings):
         return report  # a lake never written: nothing to compact, and no catalog created

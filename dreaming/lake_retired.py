@@ -1,5 +1,6 @@
 """Retired lake files: what a compaction replaced, kept on disk for a grace period before it is deleted.
 
+Locally and on an object store alike (``dreaming.lake_fs``; the manifests live under ``$DREAMS_HOME``).
 A ``Lake`` lists its files from the catalog when it opens and reads them later (a dream's read step,
 seconds to minutes). Deleting a compacted partition's old files at once would make such a reader find
 them gone and read fewer events than the lake holds. So a compaction records the files it retires in a
@@ -72,15 +73,14 @@ def purge(settings: Settings, registered: set[str], grace_s: float | None = None
         if (now - m["retired_at"]).total_seconds() < grace:
             waiting += [f for f in m["files"] if f not in registered]
             continue
-        for rel in m["files"]:
-            if rel in registered:  # the compaction never swapped them out: still the partition's files
-                continue
-            f = settings.home / rel
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
-                removed.append(rel)
-            with contextlib.suppress(OSError):  # an emptied day folder goes too
-                f.parent.rmdir()
+        gone = [rel for rel in m["files"] if rel not in registered]  # registered: never swapped out, they stay
+        if gone:
+            from dreaming.lake_fs import LakeFiles
+
+            store = LakeFiles(settings)  # a file (and its emptied day folder) locally; an object remotely
+            there = store.present(gone)
+            store.remove([settings.home / rel for rel in gone if rel in there])
+            removed += [rel for rel in gone if rel in there]
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     return sorted(removed), sorted(waiting)
