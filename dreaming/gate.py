@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -335,7 +336,19 @@ def load_suite(name: str, directory: Path | None = None) -> dict:
         raise BadInput(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
 
 
-def run_gate(
+_GX_LOCK = threading.Lock()
+"""Great Expectations is not thread-safe: two gates at once in one process (dreams on threads: `dreams api`,
+a fleet on threads) fail with ``SuiteParameterParser.push_first() missing 1 required positional argument``
+from its shared pyparsing parser. One gate at a time per process."""
+
+
+def run_gate(*args: Any, **kwargs: Any) -> GateResult:
+    """``_run_gate`` (below), one call at a time in this process (``_GX_LOCK``)."""
+    with _GX_LOCK:
+        return _run_gate(*args, **kwargs)
+
+
+def _run_gate(
     candidate: Sequence[Memory | Mapping],
     changes: Sequence[Change | Mapping],
     base: Sequence[Memory | Mapping],

@@ -89,18 +89,6 @@ def _dream_flow():
     return module.dream_flow
 
 
-def _warm_imports() -> None:
-    """On threads, import Great Expectations once before the dreams fan out, so that no two gate steps run its
-    first (3-20 s) import at once: a package imported from several threads at once can hand one of them a
-    partly initialised module. The suspected cause of a rare healthy store left "completed, not_requested"
-    in tests/flows/test_fleet.py. A Dask worker imports it in its own process."""
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    if ctx is not None and isinstance(ctx.task_runner, ThreadPoolTaskRunner):
-        import great_expectations  # noqa: F401
-
-
 def store_failed(row: dict) -> bool:
     return row["status"] != "completed" or row["promotion"] in ("gate_failed", "conflict") or bool(row["error"])
 
@@ -155,7 +143,6 @@ def fleet(
                "output_behavior": output_behavior, "require_approval": require_approval,
                "approval_timeout_s": 0}  # never pause a worker on a person
     # A retried fleet run resumes the same dreams (ids derive from this flow run and the store).
-    _warm_imports()
     futures = [dream_store.submit(s, ids.stable_id(ids.DREAM, "fleet", flow_run.id, s["id"]), options)
                for s in chosen]
     rows = [f.result() for f in futures]
