@@ -229,6 +229,66 @@ class Catalog:
         with self.engine.connect() as conn:
             return [self._store(r) for r in conn.execute(q).mappings()]
 
+    def update_store(self, store_id: str, **fields) -> dict:
+        """Set ``name``, ``description``, ``metadata`` or ``archived_at`` of a store (``updated_at`` moves);
+        returns the store. A name another store holds is refused (InvalidState)."""
+        allowed = {"name", "description", "metadata", "archived_at"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"not a store field to update: {', '.join(sorted(bad))}")
+        with self.tx() as conn:
+            if "name" in fields and conn.execute(sa.select(stores.c.id).where(
+                    (stores.c.name == fields["name"]) & (stores.c.id != store_id))).first():
+                raise InvalidState(f"a memory store named {fields['name']!r} already exists")
+            res = conn.execute(stores.update().where(stores.c.id == store_id).values(**fields, updated_at=utcnow()))
+            if res.rowcount != 1:
+                raise NotFound(f"no memory store {store_id!r}")
+        return self.get_store(store_id)
+
+    def delete_store(self, store_id: str) -> list[str]:
+        """Remove a store, its versions, its watermark and its rejected-change fingerprints from the catalog,
+        in one transaction; refused (InvalidState) while a dream of it is pending or running. Returns the
+        lake-relative paths of its version files, for the caller to remove once this committed."""
+        with self.tx() as conn:
+            if conn.execute(sa.select(stores.c.id).where(stores.c.id == store_id)).first() is None:
+                raise NotFound(f"no memory store {store_id!r}")
+            busy = conn.execute(sa.select(dreams.c.id).where(
+                (dreams.c.store_id == store_id) & dreams.c.status.in_(["pending", "running"]))).first()
+            if busy is not None:
+                raise InvalidState(f"memory store {store_id} has a {busy[0]} dream still running; cancel it first")
+            paths = [p for p in conn.execute(sa.select(store_versions.c.path).where(
+                store_versions.c.store_id == store_id)).scalars() if p]
+            conn.execute(dreamt_sessions.delete().where(dreamt_sessions.c.store_id == store_id))
+            conn.execute(rejected_changes.delete().where(rejected_changes.c.store_id == store_id))
+            conn.execute(store_versions.delete().where(store_versions.c.store_id == store_id))
+            conn.execute(stores.delete().where(stores.c.id == store_id))
+        return paths
+
+    @staticmethod
+    def _tenant_clause(tenant: str):
+        """Stores whose scope is ``tenant`` or ``tenant/<agent>``."""
+        return (stores.c.scope == tenant) | stores.c.scope.startswith(tenant + "/", autoescape=True)
+
+    def list_stores_page(self, *, tenant: str | None = None, include_archived: bool = False,
+                         created_gte: datetime | None = None, created_lte: datetime | None = None,
+                         after: tuple[datetime, str] | None = None, limit: int = 20) -> list[dict]:
+        """One page of stores, oldest first (``created_at``, ``id``), strictly after the keyset ``after``;
+        up to ``limit`` rows (ask for one more to learn whether a next page exists)."""
+        q = sa.select(stores).order_by(stores.c.created_at, stores.c.id).limit(limit)
+        if tenant is not None:
+            q = q.where(self._tenant_clause(tenant))
+        if not include_archived:
+            q = q.where(stores.c.archived_at.is_(None))
+        if created_gte is not None:
+            q = q.where(stores.c.created_at >= created_gte)
+        if created_lte is not None:
+            q = q.where(stores.c.created_at <= created_lte)
+        if after is not None:
+            at, sid = after
+            q = q.where((stores.c.created_at > at) | ((stores.c.created_at == at) & (stores.c.id > sid)))
+        with self.engine.connect() as conn:
+            return [self._store(r) for r in conn.execute(q).mappings()]
+
     @staticmethod
     def _store(r) -> dict:
         d = dict(r)
@@ -389,6 +449,29 @@ class Catalog:
             q = q.where(dreams.c.archived_at.is_(None))
         if limit:
             q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [Dream.model_validate(b) for b in conn.execute(q).scalars()]
+
+    def list_dreams_page(self, *, tenant: str | None = None, statuses: list[str] | None = None,
+                         include_archived: bool = False, created_gt: datetime | None = None,
+                         created_lt: datetime | None = None, before: tuple[datetime, str] | None = None,
+                         limit: int = 20) -> list[Dream]:
+        """One page of dreams, newest first (``created_at``, ``id`` descending), strictly after the keyset
+        ``before`` in that order; ``tenant``: only dreams of that tenant's stores."""
+        q = sa.select(dreams.c.body).order_by(dreams.c.created_at.desc(), dreams.c.id.desc()).limit(limit)
+        if tenant is not None:
+            q = q.where(dreams.c.store_id.in_(sa.select(stores.c.id).where(self._tenant_clause(tenant))))
+        if statuses:
+            q = q.where(dreams.c.status.in_(statuses))
+        if not include_archived:
+            q = q.where(dreams.c.archived_at.is_(None))
+        if created_gt is not None:
+            q = q.where(dreams.c.created_at > created_gt)
+        if created_lt is not None:
+            q = q.where(dreams.c.created_at < created_lt)
+        if before is not None:
+            at, did = before
+            q = q.where((dreams.c.created_at < at) | ((dreams.c.created_at == at) & (dreams.c.id < did)))
         with self.engine.connect() as conn:
             return [Dream.model_validate(b) for b in conn.execute(q).scalars()]
 

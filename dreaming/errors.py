@@ -1,7 +1,9 @@
 """Typed errors. Every user-facing error says what was wrong and where (file, line, field).
 
 The CLI maps ``DreamsError`` subclasses to exit code 2 (bad usage or input) and prints the message.
-``DreamFailure`` carries an Anthropic-style ``error.type`` for the dream record.
+The HTTP API (dreaming/api) maps each class to ``http_status`` and Anthropic's ``error_type``, read
+from the class here and nowhere else. ``DreamFailure`` carries an Anthropic-style ``error.type`` for
+the dream record.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ class DreamsError(Exception):
     """Base class: a problem the user can fix; the CLI prints it and exits 2."""
 
     exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
 
 
 class BadInput(DreamsError):
@@ -31,15 +35,43 @@ class BadInput(DreamsError):
 
 
 class NotFound(DreamsError):
-    """A store, version, dream or session that does not exist."""
+    """A store, version, dream or session that does not exist (over the API: also one of another tenant)."""
+
+    http_status = 404
+    error_type = "not_found_error"
 
 
 class InvalidState(DreamsError):
     """An operation not allowed in the object's current state (e.g. archive a running dream)."""
 
+    http_status = 409
+    error_type = "conflict_error"
+
 
 class Conflict(DreamsError):
     """A compare-and-swap lost: somebody else moved the head first."""
+
+    http_status = 409
+    error_type = "conflict_error"
+
+
+class PathConflict(Conflict):
+    """A memory already holds this path in the store."""
+
+    error_type = "memory_path_conflict_error"
+
+
+class PreconditionFailed(Conflict):
+    """A memory's content is not what the caller expected (``content_sha256`` precondition)."""
+
+    error_type = "memory_precondition_failed_error"
+
+
+class Unauthenticated(DreamsError):
+    """An API request without a valid API key."""
+
+    http_status = 401
+    error_type = "authentication_error"
 
 
 class DreamFailure(Exception):

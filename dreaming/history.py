@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
+from dreaming import ids
 from dreaming.catalog import Catalog
 from dreaming.errors import InvalidState, NotFound
 from dreaming.stores import StoreService
@@ -115,3 +116,52 @@ def memory_history(catalog: Catalog, store_ref: str, memory_id_or_path: str) -> 
                 })
         prev = snap
     return out
+
+
+def memory_versions(catalog: Catalog, store_id: str) -> list[dict]:
+    """Every change of every memory along the store's head line, newest first: one row per memory per store
+    version where it was ``created``, ``modified`` (content or path) or ``deleted``, with the version's actor
+    and time, and the memory's path, content and hash as of that version (None for a deletion).
+
+    ``memory_version_id`` (``memver_…``) is stable: for a created/modified row it is the id the memory
+    carries while its path, content and ``updated_at`` stay (``memory_version_id`` below), so a memory
+    names the version that holds its current content."""
+    versions = {v["version"]: v for v in catalog.list_versions(store_id)}
+    line = head_lineage(catalog, store_id, list(versions.values()))
+    out: list[dict] = []
+    prev: dict[str, dict] = {}
+    for v in line:
+        meta = versions[v]
+        t = pq.read_table(catalog.settings.home / meta["path"],
+                          columns=["memory_id", "path", "content", "content_sha256", "updated_at"])
+        snap = {r["memory_id"]: r for r in t.to_pylist()}
+        for mid in sorted(set(prev) | set(snap)):
+            before, now = prev.get(mid), snap.get(mid)
+            if now and not before:
+                op = "created"
+            elif before and not now:
+                op = "deleted"
+            elif now["content_sha256"] != before["content_sha256"] or now["path"] != before["path"]:
+                op = "modified"
+            else:
+                continue
+            row = {"store_version": v, "memory_id": mid, "operation": op, "created_by": meta["created_by"],
+                   "created_at": meta["created_at"], "message": meta["message"]}
+            if now:
+                row.update(path=now["path"], content=now["content"], content_sha256=now["content_sha256"],
+                           id=memory_version_id(store_id, mid, now["path"], now["content_sha256"], now["updated_at"]))
+            else:
+                row.update(path=before["path"], content=None, content_sha256=None,
+                           id=ids.stable_id(ids.MEMORY_VERSION, store_id, mid, "deleted", v))
+            out.append(row)
+        prev = snap
+    out.reverse()
+    return out
+
+
+def memory_version_id(store_id: str, memory_id: str, path: str, content_sha256: str, updated_at) -> str:
+    """The ``memver_`` id of a memory's content: the same while its path, content and ``updated_at`` stay."""
+    from dreaming.models import iso
+
+    stamp = iso(updated_at) if hasattr(updated_at, "astimezone") else updated_at
+    return ids.stable_id(ids.MEMORY_VERSION, store_id, memory_id, path, content_sha256, stamp)

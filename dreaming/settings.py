@@ -103,6 +103,12 @@ class Settings(BaseModel):
         default=3600.0, gt=0, description="fsck: a staged file without a live writer is stale after this age."
     )
 
+    api_keys: str | None = Field(
+        default=None, description="`dreams api`: the API keys and their tenants, as `key=tenant[,key=tenant]` or "
+        "the path of a JSON file `{\"<key>\": \"<tenant>\"}` (a key may be given as `sha256:<hex digest>`); "
+        "sent as `x-api-key` (docs/api.md).",
+    )
+
     @field_validator("max_future", mode="before")
     @classmethod
     def _duration(cls, v: object) -> object:
