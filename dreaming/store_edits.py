@@ -102,12 +102,7 @@ class MemoryEditor:
                 raise BadInput(str(e), field="path") from None
 
         def change(memories: list[Memory]) -> tuple[list[Memory], Memory]:
-            current = next((m for m in memories if m.memory_id == memory_id), None)
-            if current is None:
-                raise NotFound(f"no memory {memory_id!r} in memory store {store_id}")
-            if expected_sha256 is not None and current.content_sha256 != expected_sha256:
-                raise PreconditionFailed(f"memory {memory_id} content_sha256 is {current.content_sha256}, "
-                                         f"not {expected_sha256}: it changed since it was read")
+            current = _current(memories, store_id, memory_id, expected_sha256, "it changed since it was read")
             if path is not None and path != current.path:
                 other = next((m for m in memories if m.path == path), None)
                 if other is not None:
@@ -131,15 +126,23 @@ class MemoryEditor:
         """Remove a memory from the head (older versions keep it). Allowed on an archived store."""
 
         def change(memories: list[Memory]) -> tuple[list[Memory], Memory]:
-            current = next((m for m in memories if m.memory_id == memory_id), None)
-            if current is None:
-                raise NotFound(f"no memory {memory_id!r} in memory store {store_id}")
-            if expected_sha256 is not None and current.content_sha256 != expected_sha256:
-                raise PreconditionFailed(f"memory {memory_id} content_sha256 is {current.content_sha256}, "
-                                         f"not {expected_sha256}: nothing was deleted")
+            current = _current(memories, store_id, memory_id, expected_sha256, "nothing was deleted")
             return [m for m in memories if m.memory_id != memory_id], current
 
         return self._edit(store_id, change, actor, f"api: delete {memory_id}", allow_archived=True)
+
+
+def _current(memories: list[Memory], store_id: str, memory_id: str, expected_sha256: str | None,
+             otherwise: str) -> Memory:
+    """The head's memory ``memory_id`` (NotFound), whose content hashes to ``expected_sha256`` when one is
+    given (PreconditionFailed, saying ``otherwise``)."""
+    current = next((m for m in memories if m.memory_id == memory_id), None)
+    if current is None:
+        raise NotFound(f"no memory {memory_id!r} in memory store {store_id}")
+    if expected_sha256 is not None and current.content_sha256 != expected_sha256:
+        raise PreconditionFailed(f"memory {memory_id} content_sha256 is {current.content_sha256}, "
+                                 f"not {expected_sha256}: {otherwise}")
+    return current
 
 
 # --- the store's own fields ----------------------------------------------------------------------
