@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 from prefect import serve
+from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron, Interval
 
 from dreaming.errors import BadInput, Conflict
@@ -36,7 +37,7 @@ def read_prefect_yaml(path: Path = PREFECT_YAML) -> list[dict]:
 
 
 def load_entrypoint(entrypoint: str):
-    """``flows/dream.py:dream`` → the flow object (imported as a module of this project)."""
+    """``flows/dream.py:dream`` or ``flows.fleet:fleet`` → the flow object (imported as a module of this project)."""
     file, _, attr = entrypoint.partition(":")
     module = file.removesuffix(".py").replace("/", ".")
     return getattr(importlib.import_module(module), attr)
@@ -61,8 +62,10 @@ def build_deployments(path: Path = PREFECT_YAML) -> list:
     out = []
     for spec in read_prefect_yaml(path):
         flow = load_entrypoint(spec["entrypoint"])
+        module_path = ".py" not in spec["entrypoint"]  # `flows.fleet:fleet`: served by import, as deployed
         out.append(flow.to_deployment(
             name=spec["name"],
+            entrypoint_type=EntrypointType.MODULE_PATH if module_path else EntrypointType.FILE_PATH,
             description=spec.get("description"),
             tags=spec.get("tags"),
             parameters=spec.get("parameters") or {},

@@ -66,7 +66,9 @@ def test_serve_builds_the_same_deployments_as_prefect_yaml(monkeypatch):
     assert set(built) == set(declared)
     for name, spec in declared.items():
         b = built[name]
-        assert b.entrypoint.replace("\\", "/").endswith(spec["entrypoint"]), (b.entrypoint, spec["entrypoint"])
+        # a file entrypoint as the path's tail; a module one (`flows.fleet:fleet`) as Prefect writes it (`flows.fleet.fleet`)
+        want = spec["entrypoint"] if ".py" in spec["entrypoint"] else spec["entrypoint"].replace(":", ".")
+        assert b.entrypoint.replace("\\", "/").endswith(want), (b.entrypoint, spec["entrypoint"])
         assert [s.schedule.cron for s in b.schedules] == [s["cron"] for s in spec.get("schedules", [])]
         assert b.concurrency_limit == spec.get("concurrency_limit")
     assert built["nightly"].parameters["store"] == "support-bot"  # {{ $DREAMS_STORE }} resolved
