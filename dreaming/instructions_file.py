@@ -88,6 +88,27 @@ def slug(text: str, max_words: int = 8, max_len: int = 60) -> str:
     return out or (words[0][:max_len] if words else "")
 
 
+def _first_line(content: str) -> str:
+    """The line a rule is named after: its first non-empty line outside a code fence marker."""
+    return next((ln for ln in content.splitlines() if ln.strip() and not ln.lstrip().startswith("```")), "")
+
+
+def renamed_rule_path(path: str, key: str | None, old: str, new: str) -> str | None:
+    """Where a rule split from an instruction file goes when its text ``old`` is replaced by ``new``: it was
+    named after its first line (``…/<slug>.md``, or ``…/<slug>-<k>.md``), so it takes the new first line's
+    name in the same file and headings. None when the memory is not such a rule, or its name is not the one
+    derived from its text (a person chose it: it stays)."""
+    if rule_key_parts(key) is None:
+        return None
+    folder, _, name = path.rpartition("/")
+    derived = slug(_first_line(old))
+    stem = name.removesuffix(".md")
+    if not derived or not (stem == derived or re.fullmatch(re.escape(derived) + r"-\d+", stem)):
+        return None
+    fresh = slug(_first_line(new))
+    return f"{folder}/{fresh}.md" if fresh else None
+
+
 def rule_key_parts(key: str | None) -> tuple[str, str, int] | None:
     """``(origin, heading_slugs, n)`` of a ``rule:`` key, None for any other key."""
     m = _RULE_KEY.match(key or "")
@@ -214,9 +235,7 @@ def split_instruction_file(
         if not content.strip():
             continue
         head_slugs = [slug(h, max_words=6, max_len=48) or f"section-{k}" for k, h in enumerate(b.trail, start=1)]
-        first_line = next((ln for ln in content.splitlines() if ln.strip() and not ln.lstrip().startswith("```")),
-                          "")
-        base = "/".join(["", rel_path, *head_slugs, slug(first_line) or f"rule-{n}"])
+        base = "/".join(["", rel_path, *head_slugs, slug(_first_line(content)) or f"rule-{n}"])
         path, k = base + ".md", 2
         while path.casefold() in used:
             path, k = f"{base}-{k}.md", k + 1

@@ -50,7 +50,10 @@ def test_a_rule_the_sessions_contradict_is_superseded_with_evidence(lake):
     sessions = [_session(i, f"./tests/runtests.py app{i} --verbosity 2") for i in range(3)]
     res = _curate(lake, base, sessions)
     (sup,) = [c for c in res.changes if c.op == "supersede"]
-    assert sup.memory_id == rule.memory_id and sup.path == rule.path and sup.key == rule.key
+    assert sup.memory_id == rule.memory_id and sup.key == rule.key
+    # named after its new first line, in the same file and heading (the old name would contradict the text)
+    assert rule.path == "/CLAUDE.md/testing/run-the-tests-with-pytest-q-before-every.md"
+    assert sup.path == "/CLAUDE.md/testing/run-the-tests-with-tests-runtests-py-verbosity.md"
     assert sup.after.startswith("Run the tests with `./tests/runtests.py --verbosity` followed by the tests")
     assert "which no session ran" in sup.reason and {s.session_id for s in sup.evidence} == {"s0", "s1", "s2"}
     assert not [c for c in res.changes if c.op == "add"]  # replaced in place, not a second memory
@@ -81,3 +84,14 @@ def test_the_test_runner_is_learned_when_agents_tried_another_one_first(lake):
     assert wf.op == "add" and wf.support == 3
     assert wf.after.startswith("Run the tests with `./tests/runtests.py` followed by the tests to run, e.g. "
                                "`./tests/runtests.py queries")
+
+
+def test_a_rule_a_person_named_keeps_its_path_when_superseded(lake):
+    """Only a name derived from the rule's text follows the text; a path a person chose stays."""
+    base = split_instruction_file("CLAUDE.md", CLAUDE_MD)
+    (rule,) = [m for m in base if "pytest -q" in m.content]
+    named = rule.model_copy(update={"path": "/CLAUDE.md/testing/how-we-test.md"})
+    base = [named if m.memory_id == rule.memory_id else m for m in base]
+    res = _curate(lake, base, [_session(i, f"./tests/runtests.py app{i} --verbosity 2") for i in range(3)])
+    (sup,) = [c for c in res.changes if c.op == "supersede"]
+    assert sup.path == "/CLAUDE.md/testing/how-we-test.md"

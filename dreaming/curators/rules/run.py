@@ -73,6 +73,17 @@ class Run:
         self.used_paths.add(alt)
         return alt
 
+    def path_for_new_text(self, m: Memory, content: str) -> str:
+        """The path of ``m`` once its text is replaced by ``content``: a rule split from an instruction file is
+        named after its first line, so it is renamed after the new one (same file and headings; a free name);
+        any other path stays."""
+        from dreaming.instructions_file import renamed_rule_path
+
+        new = renamed_rule_path(m.path, m.key, m.content, content)
+        if new is None or new == m.path:
+            return m.path
+        return self._free_path(new, m.key or new)
+
     def result(self) -> CurationResult:
         """The changes so far, sanitised (dreaming.safety) and finalised in a deterministic order."""
         changes, notes = safety.sanitize_changes(self.changes)

@@ -133,14 +133,16 @@ def _named_runner(text: str) -> str | None:
 
 def _supersede(run, m, named: str, label: str, content: str, evidence: list, n: int) -> None:
     """A stored rule names a test runner no session used, while the sessions converged on another one: the
-    team moved; the rule is replaced (its path, key and origin stay; history keeps the old text)."""
+    team moved; the rule is replaced (id, key and origin stay; a name derived from its text follows the new
+    text, ``Run.path_for_new_text``; history keeps the old text)."""
     if m.pinned:
         run.notes.append(f"{m.path}: says `{named}` but the sessions run the tests with `{label}`; pinned, kept")
         return
     run.touched.add(m.memory_id)
     run.removed.add(m.memory_id)
     run.changes.append(Change(
-        op="supersede", memory_id=m.memory_id, path=m.path, kind=m.kind, key=m.key, before=m.content,
+        op="supersede", memory_id=m.memory_id, path=run.path_for_new_text(m, content), kind=m.kind, key=m.key,
+        before=m.content,
         after=content, reason=(f"the store says to run the tests with `{named}`, which no session ran; {n} tasks "
                                f"ran them with `{label}`"),
         evidence=_cap(evidence, run.policy.max_evidence), support=n, confidence=_confidence(n), taint="trusted",

@@ -129,7 +129,8 @@ def _contradict(run, current: Memory, key: str, value: str, content: str, eviden
         return
     run.touched.add(current.memory_id)
     run.changes.append(Change(
-        op="supersede", memory_id=current.memory_id, path=current.path, kind="preference", key=key,
+        op="supersede", memory_id=current.memory_id, path=run.path_for_new_text(current, content), kind="preference",
+        key=key,
         before=current.content, after=content,
         reason=(f"contradicted on {key}: {reason}, newer than the stored value "
                 f"({t.isoformat() if t else 'no event time'}); latest value by event time wins"),
