@@ -133,3 +133,32 @@ def test_context_is_chosen_once_and_gone_sessions_are_dropped(svc, lake):
     inputs = svc.read(d.id)
     assert inputs.dream.context_session_ids == ["h0"]  # a session no longer in the lake is not cited
     assert svc.read(d.id).dream.context_session_ids == ["h0"]
+
+
+def _table(i: int, table: str) -> dict:
+    """A script that fails with 'no such table: <table>' until it creates its tables (one more line)."""
+    v1 = "import django\ndjango.setup()\nfrom app.models import A\nA.objects.count()\n"
+    v2 = ("import django\ndjango.setup()\nfrom django.core.management import call_command\n"
+          "call_command('migrate', run_syncdb=True, verbosity=0)\nfrom app.models import A\nA.objects.count()\n")
+    return {"session_id": f"t{i}", "start": T0 + timedelta(hours=i), "events": [
+        ("user", f"Fix issue {i}: counting model {i} objects crashes in the admin"),
+        ("tool_use", "bash", {"command": f"cat <<'EOF' > repro_{i}.py\n{v1}EOF"}), ("tool_result", "<returncode>0</returncode>"),
+        ("tool_use", "bash", {"command": f"python3 repro_{i}.py"}),
+        ("tool_result", f"<returncode>1</returncode><output>Traceback (most recent call last):\n"
+                        f"django.db.utils.OperationalError: no such table: {table}</output>", True),
+        ("tool_use", "bash", {"command": f"cat <<'EOF' > repro_{i}.py\n{v2}EOF"}), ("tool_result", "<returncode>0</returncode>"),
+        ("tool_use", "bash", {"command": f"python3 repro_{i}.py"}), ("tool_result", "<returncode>0</returncode><output>0</output>"),
+    ]}
+
+
+def test_a_stored_mistake_keeps_the_error_line_it_quotes(svc, lake):
+    """Later sessions spell the same error with another table name more often: the memory gains them as
+    evidence, but its text keeps the line it quotes (a flip between spellings is no news for a reviewer)."""
+    write_sessions(lake, [_table(0, "app_article"), _table(1, "app_article")])
+    _, changes, _ = _dream(svc)
+    (added,) = _mistakes(changes, "add")
+    assert "no such table: app_article" in added.after
+    write_sessions(lake, [_table(i, "app_user") for i in range(2, 5)])
+    _, changes, _ = _dream(svc)
+    (upd,) = _mistakes(changes, "update")
+    assert upd.after is None and {s.session_id for s in upd.evidence} == {"t2", "t3", "t4"} and upd.support == 5

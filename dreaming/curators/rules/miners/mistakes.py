@@ -170,6 +170,13 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     tool_name = _tool_key(rows[0])[1]
     lines = Counter(r.get("line") for r in rows if r.get("line"))
     line = sorted(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] if lines else gkey[1]
+    key = "mistake:" + ids.sha256_text("\x1f".join((gkey[0].lower(), gkey[1], best)))[:16]
+    # the store's memory of this mistake keeps the error line it quotes while that line still occurs: a new
+    # most-frequent spelling of the same error ('no such table: __main___user' for '…_article') is no news
+    stored = next((m for m in run.live() if m.key == key), None)
+    if stored is not None:
+        quoted = [ln for ln in lines if f"'{_clean(readable(ln), 160)}'" in stored.content]
+        line = min(quoted) if quoted else line
     if kind == "line":
         texts = [_shown(k, examples[k]) for k in keys]
         fix = "add " + ", ".join(f"`{t[:90]}`" for t in texts[:-1]) + (" and " if len(texts) > 1 else "") + \
@@ -189,7 +196,6 @@ def _write(run, gkey: tuple, best: str, rest: list[str], ctx: dict, examples: di
     if any(r["session_id"] in run.fetched_at and r.get("fix_ts") is not None
            and r["fix_ts"] >= run.fetched_at[r["session_id"]] for r in rows):
         taint = _worst(taint, "untrusted")  # the agent read external content before this fix
-    key = "mistake:" + ids.sha256_text("\x1f".join((gkey[0].lower(), gkey[1], best)))[:16]
     prog = gkey[0].split(":")[1] if ":" in gkey[0] else gkey[0]
     run._propose(kind="mistake", key=key, path=f"/mistakes/{_slug(prog + ' ' + gkey[1])}.md", content=content,
                  evidence=ev, support=n, confidence=_confidence(n), taint=taint,
