@@ -229,12 +229,11 @@ class DreamService:
         base_version = dream.base_version or store["head_version"]
         if dream.base_version is None:
             dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "base_version", base_version))
-        if dream.context_session_ids is None:  # chosen once, so a retried read sees the same context
-            chosen = self.context_for(dream, policy)
-            dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "context_session_ids", chosen))
+        # chosen once (a retried read reads the same context), recorded as read: one gone from the lake is left out
+        wanted = dream.context_session_ids if dream.context_session_ids is not None else self.context_for(dream, policy)
         base, sessions, signals, now, age_out, context = self.gather(
-            store, dream.session_ids, base_version, dream.created_at, policy, context_ids=dream.context_session_ids)
-        if context != dream.context_session_ids:  # some are gone from the lake (retention): cite only those read
+            store, dream.session_ids, base_version, dream.created_at, policy, context_ids=wanted)
+        if context != dream.context_session_ids:
             dream = self.catalog.update_dream(dream_id, lambda d: setattr(d, "context_session_ids", context))
         return DreamInputs(dream=dream, store=store, base=base, sessions=sessions, signals=signals,
                            now=now, age_out=age_out)
@@ -258,11 +257,15 @@ class DreamService:
         What `read` hands the curator, and what `dreams digest` shows."""
         base = self.stores.read_version(store["id"], base_version)
         scope = Scope.parse(store["scope"])
-        wanted = [c for c in (context_ids or []) if c not in set(session_ids)]
+        inputs = set(session_ids)
+        wanted = [c for c in (context_ids or []) if c not in inputs]
         with Lake(self.settings) as lake, lake.scoped([*session_ids, *wanted], tenant=scope.tenant) as selected:
             # only the files that hold these sessions are read (the catalog's session index); keyed by
-            # (tenant, session id): another tenant's session with the same id is not there
-            sessions = selected.sessions(tenant=scope.tenant, session_ids=session_ids) if session_ids else []
+            # (tenant, session id): another tenant's session with the same id is not there. One query for the
+            # input and the context sessions, split here
+            asked = [*session_ids, *wanted]
+            both = selected.sessions(tenant=scope.tenant, session_ids=asked) if asked else []
+            sessions = [s for s in both if s["session_id"] in inputs]
             found = {s["session_id"]: s for s in sessions}
             for sid in session_ids:
                 s = found.get(sid)
@@ -274,9 +277,8 @@ class DreamService:
                         "input_session_unavailable",
                         f"session {sid} belongs to agent {s['agent_id']}, outside the store's scope {scope}",
                     )
-            context = sorted(s["session_id"] for s in (selected.sessions(tenant=scope.tenant, session_ids=wanted)
-                                                         if wanted else [])
-                             if not scope.agent or s["agent_id"] == scope.agent)
+            context = sorted(s["session_id"] for s in both
+                             if s["session_id"] not in inputs and (not scope.agent or s["agent_id"] == scope.agent))
             from dreaming.signals import extract_signals
 
             signals = extract_signals(selected, [*session_ids, *context], policy or Policy(), tenant=scope.tenant)

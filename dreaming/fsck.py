@@ -184,7 +184,7 @@ def fsck(settings: Settings | None = None, catalog: Catalog | None = None, grace
 
             # what a compaction replaced: deleted past the grace, else kept for readers (never quarantined)
             report.retired_removed, report.retired_waiting = lake_retired.purge(settings, registered, grace_s)
-            known = registered | lake_retired.retired_files(settings)
+            known = registered | set(report.retired_waiting)
             if store.remote:
                 there = _quarantine_objects(settings, store, known, report, grace_s)
             else:

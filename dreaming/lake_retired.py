@@ -58,14 +58,10 @@ def _manifests(settings: Settings) -> list[tuple[Path, dict]]:
     return out
 
 
-def retired_files(settings: Settings) -> set[str]:
-    """Every lake-relative path some manifest names (fsck does not quarantine these)."""
-    return {f for _, m in _manifests(settings) for f in m["files"]}
-
-
 def purge(settings: Settings, registered: set[str], grace_s: float | None = None) -> tuple[list[str], list[str]]:
     """Delete the retired files whose manifest is older than the grace, unless the catalog registers them;
-    drop those manifests. Returns (removed, still waiting) lake-relative paths."""
+    drop those manifests. Returns (removed, still waiting) lake-relative paths: fsck leaves the waiting ones
+    alone (they are known copies, not orphans)."""
     grace = settings.staging_grace_s if grace_s is None else grace_s
     now = datetime.now(UTC)
     removed, waiting = [], []
@@ -86,4 +82,4 @@ def purge(settings: Settings, registered: set[str], grace_s: float | None = None
     return sorted(removed), sorted(waiting)
 
 
-__all__ = ["drop", "purge", "record", "retired_dir", "retired_files"]
+__all__ = ["drop", "purge", "record", "retired_dir"]
