@@ -457,7 +457,7 @@ def render_index(memories: list[Memory], about: str = "") -> str:
 
     out = [f"{INDEX_MARKER}: written by `dreams store export`{' from ' + about if about else ''}; "
            "rewritten on every export, never read back as a memory -->\n", "# Memory index\n\n",
-           f"{len(memories)} memories, most trusted first in each section.\n"]
+           f"{len(memories)} {'memory' if len(memories) == 1 else 'memories'}, most trusted first in each section.\n"]
     for kind, title in KIND_SECTIONS:
         group = sorted((m for m in memories if m.kind == kind), key=rank_key)
         if not group:

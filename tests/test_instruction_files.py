@@ -327,3 +327,13 @@ def test_cli_export_format(catalog, tmp_path, monkeypatch, capsys):
     assert run("store", "export", "proj", str(tmp_path / "one"), "--format", "claude-md") == 0
     assert (tmp_path / "one" / "CLAUDE.md").read_text().count("\n## ") == 4
     assert run("store", "export", "proj", str(tmp_path / "one"), "--format", "html") == 2
+
+
+def test_the_index_counts_one_memory_in_the_singular():
+    from dreaming.models import Memory
+    from dreaming.stores import render_index
+
+    one = Memory(memory_id="mem_1", path="/mistakes/x.md", content="When `x` fails, run `y` first.", kind="mistake")
+    assert "1 memory, most trusted first" in render_index([one])
+    assert "2 memories, most trusted first" in render_index([one, one.model_copy(update={"memory_id": "mem_2",
+                                                                                       "path": "/mistakes/z.md"})])
