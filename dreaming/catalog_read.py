@@ -33,11 +33,11 @@ if TYPE_CHECKING:
     from dreaming.models import Dream
 
 _STORE_TIMES = ("created_at", "updated_at", "archived_at")
-_STORE_JSON = ("metadata", "forked_from")
+_STORE_JSON = ("metadata", "forked_from", "review_policy", "context_stores")
 _VERSION_JSON = ("created_by",)
 # the columns in dreaming.catalog's order (what ``sa.select(table)`` returns)
 _STORE_COLS = ("id, name, description, metadata, scope, head_version, forked_from, created_at, updated_at, "
-               "archived_at")
+               "archived_at, review_policy, read_only, context_stores")
 _VERSION_COLS = ("store_id, version, state, parent_version, created_by, message, path, file_sha256, memory_count, "
                  "created_at")
 
@@ -148,6 +148,7 @@ class CatalogReader:
             d[k] = _json(d[k])
         for k in _STORE_TIMES:
             d[k] = _time(d[k])
+        d["read_only"] = bool(d["read_only"])
         return d
 
     def list_stores(self, include_archived: bool = False) -> list[dict]:

@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from dreaming import catalog_read
+from dreaming import catalog_read, migrations
 from dreaming.catalog import Catalog, stores
 from dreaming.catalog_read import CatalogReader, open_catalog
 from dreaming.cli import app
@@ -211,18 +211,18 @@ def test_a_catalog_behind_head_is_migrated_then_read(full_lake, monkeypatch):
         con.execute("DROP TABLE alembic_version")
     assert _alembic(full_lake) is None
     assert not open_catalog(full_lake).fast  # reading it builds the Catalog: it migrates
-    assert _alembic(full_lake) == [("0001",)]
+    assert _alembic(full_lake) == [(migrations.HEAD,)]
     with sqlite3.connect(full_lake.catalog_path) as con:
         con.execute("DROP TABLE alembic_version")
     assert _run(["store", "list", "--json"], True, monkeypatch) == want  # the command migrates, same output
-    assert _alembic(full_lake) == [("0001",)]
+    assert _alembic(full_lake) == [(migrations.HEAD,)]
 
 
 def test_a_catalog_at_another_revision_is_not_read_directly(full_lake, monkeypatch):
     from dreaming import migrations
 
     assert open_catalog(full_lake).fast
-    monkeypatch.setattr(migrations, "HEAD", "0002")  # code with a newer migration than this catalog has
+    monkeypatch.setattr(migrations, "HEAD", "9999")  # code with a newer migration than this catalog has
     made = []
     monkeypatch.setattr(CatalogReader, "_make_catalog", lambda self: made.append(1) or "catalog")
     reader = open_catalog(full_lake)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-HEAD = "0001"  # the newest revision in versions/; bump with every new migration (a test checks it)
+HEAD = "0002"  # the newest revision in versions/; bump with every new migration (a test checks it)
 BASELINE = "0001"  # the schema a pre-migration catalog (made by metadata.create_all) has
 LOCK_KEY = 0x64726561  # pg_advisory_xact_lock key: "drea"
 
