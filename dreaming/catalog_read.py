@@ -240,14 +240,15 @@ class CatalogReader:
 
     def select_sessions(self, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
                         until: datetime | None = None,
-                        session_ids: list[str] | None = None) -> list[tuple[str, str, str, bool]]:
+                        session_ids: list[str] | None = None, summary: bool = False) -> list[tuple]:
         """``lake_index.select``: ``(path, tenant, session_id, unique_ids)`` of every file row of every
-        session that may match (``since`` / ``until``: aware, UTC)."""
+        session that may match (``since`` / ``until``: aware, UTC); with ``summary``, followed by
+        ``dreaming.lake.SUMMARY_FIELDS``."""
         if not self.fast:
             from dreaming import lake_index
 
             return lake_index.select(self._catalog, tenant=tenant, agent=agent, since=since, until=until,
-                                     session_ids=session_ids)
+                                     session_ids=session_ids, summary=summary)
         where, params = [], []
         if tenant is not None:
             where.append("tenant = ?")
@@ -263,16 +264,21 @@ class CatalogReader:
             params.append(_bind_time(until))
         ids = None if session_ids is None else sorted(set(session_ids))
         chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
-        base = ("SELECT session_index.path, session_index.tenant, session_index.session_id, lake_files.unique_ids "
-                "FROM session_index JOIN lake_files ON lake_files.path = session_index.path")
-        out: list[tuple[str, str, str, bool]] = []
+        extra = (", session_index.agent_id, agent_id_max, first_ts, last_ts, events, tool_calls, errors, outcome, "
+                 "source_format") if summary else ""
+        base = ("SELECT session_index.path, session_index.tenant, session_index.session_id, lake_files.unique_ids"
+                f"{extra} FROM session_index JOIN lake_files ON lake_files.path = session_index.path")
+        out: list[tuple] = []
         with closing(_connect(self._uri)) as con:
             for chunk in chunks:
                 w = where + ([f"session_id IN ({', '.join('?' * len(chunk))})"] if chunk is not None else [])
                 sql = base if not w else (f"{base} WHERE (session_index.tenant, session_index.session_id) IN "
                                           f"(SELECT DISTINCT tenant, session_id FROM session_index "
                                           f"WHERE {' AND '.join(w)})")
-                out.extend((p, t, s, bool(u)) for p, t, s, u in con.execute(sql, params + (chunk or [])).fetchall())
+                for p, t, s, u, *more in con.execute(sql, params + (chunk or [])).fetchall():
+                    if summary:
+                        more[2], more[3] = _time(more[2]), _time(more[3])
+                    out.append((p, t, s, bool(u), *more))
         return out
 
 

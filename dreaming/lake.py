@@ -34,7 +34,16 @@ def _empty_cols() -> str:
     return ", ".join(f"CAST(NULL AS {t}) AS {f.name}" for f, t in zip(EVENT_SCHEMA, _EMPTY_TYPES, strict=True))
 
 
-SESSIONS_SQL = """
+TOOL_USE_TYPES = ("agent.tool_use", "agent.mcp_tool_use", "agent.custom_tool_use")
+# a session's summary columns, one definition for the ``sessions`` view and the session index's per-file
+# summaries (dreaming.lake_index): over a session's rows they give the same values
+SUMMARY_SQL = f"""
+    count(*) FILTER (WHERE type IN {TOOL_USE_TYPES!r}) AS tool_calls,
+    count(*) FILTER (WHERE is_error OR type = 'session.error') AS errors,
+    arg_max(outcome, seq) FILTER (WHERE outcome IS NOT NULL) AS outcome,
+    any_value(source_format) AS source_format"""
+
+SESSIONS_SQL = f"""
 CREATE OR REPLACE TEMP VIEW sessions AS
 SELECT
     tenant,
@@ -43,14 +52,15 @@ SELECT
     min(ts) AS started_at,
     max(ts) AS ended_at,
     CAST(min(ts) AT TIME ZONE 'UTC' AS DATE) AS day,
-    count(*) AS events,
-    count(*) FILTER (WHERE type IN ('agent.tool_use', 'agent.mcp_tool_use', 'agent.custom_tool_use')) AS tool_calls,
-    count(*) FILTER (WHERE is_error OR type = 'session.error') AS errors,
-    arg_max(outcome, seq) FILTER (WHERE outcome IS NOT NULL) AS outcome,
-    any_value(source_format) AS source_format
+    count(*) AS events,{SUMMARY_SQL}
 FROM events
 GROUP BY tenant, session_id
 """
+SUMMARY_FIELDS = ("agent_id", "agent_id_max", "first_ts", "last_ts", "events", "tool_calls", "errors", "outcome",
+                  "source_format")  # what ``select(summary=True)`` adds to each row, in this order
+# the columns of a ``sessions`` row, in the view's order
+SESSION_COLUMNS = ("tenant", "agent_id", "session_id", "started_at", "ended_at", "day", "events", "tool_calls",
+                   "errors", "outcome", "source_format")
 
 
 INLINE_IDS = 5000
@@ -142,6 +152,28 @@ def _utc(dt: datetime | None) -> datetime | None:
     if dt is None:
         return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def summarised(rows: list[tuple]) -> tuple[list[tuple[str, dict]], list[tuple]]:
+    """Split ``lake_index.select(summary=True)`` rows into ``(path, sessions row)`` of the sessions the
+    index answers exactly and the ``(path, tenant, session_id, unique_ids)`` rows of those it does not. A session is answered
+    when one file holds it, that file repeats no event id (so no dedupe can drop a row), its summary was
+    indexed (rows from before revision 0002 have none) and its agent is one id or none (the view's
+    ``any_value`` is then that id)."""
+    by: dict[tuple[str, str], list[tuple]] = {}
+    for r in rows:
+        by.setdefault((r[1], r[2]), []).append(r)
+    exact: list[tuple[str, dict]] = []
+    rest: list[tuple] = []
+    for (tenant, sid), rs in by.items():
+        p, _, _, unique, a_lo, a_hi, lo, hi, n, tools, errors, outcome, fmt = rs[0]
+        if len(rs) == 1 and unique and tools is not None and a_lo == a_hi:
+            exact.append((p, {"tenant": tenant, "agent_id": a_lo, "session_id": sid, "started_at": lo,
+                              "ended_at": hi, "day": lo.date(), "events": n, "tool_calls": tools, "errors": errors,
+                              "outcome": outcome, "source_format": fmt}))
+        else:
+            rest.extend(r[:4] for r in rs)
+    return exact, rest
 
 
 class Scoped:
@@ -281,9 +313,9 @@ class Lake:
 
     def _scope(self, rows: list[tuple[str, str, str, bool]], materialize: bool = False) -> Scoped:
         """A ``Scoped`` over the index rows ``(path, tenant, session_id, unique_ids)``."""
-        home, store = self.settings.home, self._store
+        store = self._store
         paths = dict.fromkeys(r[0] for r in rows)
-        there = store.present(paths) if store.remote else {p for p in paths if os.path.isfile(home / p)}
+        there = self._present(set(paths))
         files = [store.uri(p) for p in paths if p in there]
         missing = [store.uri(p) for p in paths if p not in there]
         if missing:
@@ -326,7 +358,28 @@ class Lake:
             return []
         if all(v is None for v in filters.values()) or not self._index_ready():
             return query_sessions(self.con, **filters)
-        rows = self._catalog.select_sessions(tenant=tenant, agent=agent, since=_utc(since), until=_utc(until),
-                                             session_ids=session_ids)
-        with self._scope(rows) as sc:
-            return sc.sessions(**filters)
+        since, until = _utc(since), _utc(until)
+        rows = self._catalog.select_sessions(tenant=tenant, agent=agent, since=since, until=until,
+                                             session_ids=session_ids, summary=True)
+        # a session that one file holds without repeated ids is answered by its index row (no file opened);
+        # the others are computed by DuckDB from their files, as the whole-lake view would
+        exact, rest = summarised(rows)
+        paths = {p for p, _ in exact}
+        present = self._present(paths)
+        if paths - present:
+            log.warning("%d snapshot file(s) of the selection are missing on disk and are left out (first: %s); "
+                        "see `dreams lake fsck`", len(paths - present), sorted(paths - present)[0])
+        ids = None if session_ids is None else set(session_ids)
+        out = [r for p, r in exact if p in present
+               and (agent is None or r["agent_id"] == agent) and (since is None or r["started_at"] >= since)
+               and (until is None or r["started_at"] < until) and (ids is None or r["session_id"] in ids)]
+        if rest:
+            with self._scope(rest) as sc:
+                out += sc.sessions(**filters)
+        return sorted(out, key=lambda r: (r["started_at"], r["session_id"], r["tenant"]))
+
+    def _present(self, paths: set[str]) -> set[str]:
+        """The lake-relative ``paths`` that are on disk (or in the object store)."""
+        if self._store.remote:
+            return self._store.present(paths)
+        return {p for p in paths if os.path.isfile(self.settings.home / p)}

@@ -16,7 +16,7 @@ then computed by DuckDB over those files only (``dreaming.lake``), with the same
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,9 +34,12 @@ def tenant_of(rel: str) -> str:
 
 
 def index_rows(table, rel: str, snapshot_id: str) -> tuple[dict, list[dict]]:
-    """(the ``lake_files`` row, the ``session_index`` rows) of one snapshot file's rows
-    (a pyarrow table with at least ``session_id``, ``agent_id``, ``ts`` and ``event_id``)."""
+    """(the ``lake_files`` row, the ``session_index`` rows) of one snapshot file's rows (a pyarrow table
+    with the event columns). Each session row carries the session's summary in this file, computed with
+    the ``sessions`` view's own expressions (``dreaming.lake.SUMMARY_SQL``)."""
     import pyarrow.compute as pc
+
+    from dreaming.lake import SUMMARY_SQL, _connect
 
     tenant, day = tenant_of(rel), day_of(rel)
     unique = pc.count_distinct(table["event_id"]).as_py() == table.num_rows
@@ -44,23 +47,31 @@ def index_rows(table, rel: str, snapshot_id: str) -> tuple[dict, list[dict]]:
                 "unique_ids": unique}
     if table.num_rows == 0:
         return file_row, []
-    g = table.select(["session_id", "agent_id", "ts"]).group_by("session_id", use_threads=False).aggregate(
-        [("ts", "min"), ("ts", "max"), ("agent_id", "min"), ("agent_id", "max"), ("session_id", "count")])
-    cols = {name: g[name].to_pylist() for name in g.column_names}
+    con = _connect()
+    try:
+        con.register("_file_rows", table.select(INDEX_COLUMNS))
+        got = con.execute(f"""
+            SELECT session_id, min(agent_id), max(agent_id), min(ts), max(ts), count(*),{SUMMARY_SQL},
+                   max(seq) FILTER (WHERE outcome IS NOT NULL) AS outcome_seq
+            FROM _file_rows GROUP BY session_id ORDER BY session_id""").fetchall()
+    finally:
+        con.close()
     rows = [
         {"path": rel, "tenant": tenant, "session_id": sid, "agent_id": a_lo, "agent_id_max": a_hi,
-         "first_ts": lo, "last_ts": hi, "day": day, "events": n}
-        for sid, lo, hi, a_lo, a_hi, n in zip(cols["session_id"], cols["ts_min"], cols["ts_max"], cols["agent_id_min"],
-                                               cols["agent_id_max"], cols["session_id_count"], strict=True)
+         "first_ts": lo.astimezone(UTC), "last_ts": hi.astimezone(UTC), "day": day, "events": n,
+         "tool_calls": tools, "errors": errors, "outcome": outcome, "outcome_seq": outcome_seq,
+         "source_format": fmt}
+        for sid, a_lo, a_hi, lo, hi, n, tools, errors, outcome, fmt, outcome_seq in got
     ]
     return file_row, rows
 
 
-INDEX_COLUMNS = ["session_id", "agent_id", "ts", "event_id"]  # what index_rows reads of a file
+# what index_rows reads of a file
+INDEX_COLUMNS = ["session_id", "agent_id", "ts", "event_id", "seq", "type", "is_error", "outcome", "source_format"]
 
 
 def index_file(path: Path, rel: str, snapshot_id: str) -> tuple[dict, list[dict]]:
-    """``index_rows`` of a Parquet file on disk (reads four columns)."""
+    """``index_rows`` of a Parquet file on disk (reads ``INDEX_COLUMNS``)."""
     import pyarrow.parquet as pq
 
     return index_rows(pq.read_table(path, columns=INDEX_COLUMNS), rel, snapshot_id)
@@ -141,12 +152,14 @@ def ensure_indexed(catalog, present: set[str] | None = None) -> int:
 
 
 def select(catalog, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
-           until: datetime | None = None, session_ids: list[str] | None = None) -> list[tuple[str, str, str, bool]]:
+           until: datetime | None = None, session_ids: list[str] | None = None,
+           summary: bool = False) -> list[tuple]:
     """``(path, tenant, session_id, unique_ids)`` of every file row of every session that may match the
     filters (a superset of the exact answer; see the module docstring); ``unique_ids``: the file holds no
-    event id twice."""
+    event id twice. With ``summary`` each row also has ``dreaming.lake.SUMMARY_FIELDS`` (times aware, UTC)."""
     from dreaming.catalog import lake_files
     from dreaming.catalog import session_index as si
+    from dreaming.lake import SUMMARY_FIELDS
 
     where = []
     if tenant is not None:
@@ -160,12 +173,20 @@ def select(catalog, tenant: str | None = None, agent: str | None = None, since: 
     out: list[tuple[str, str, str, bool]] = []
     ids = None if session_ids is None else sorted(set(session_ids))
     chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
-    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, lake_files.c.unique_ids).join(
+    extra = [si.c[f] for f in SUMMARY_FIELDS] if summary else []
+    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, lake_files.c.unique_ids, *extra).join(
         lake_files, lake_files.c.path == si.c.path)
     with catalog.engine.connect() as conn:
         for chunk in chunks:
             w = where + ([si.c.session_id.in_(chunk)] if chunk is not None else [])
             q = cols if not w else cols.where(sa.tuple_(si.c.tenant, si.c.session_id).in_(
                 sa.select(si.c.tenant, si.c.session_id).where(*w).distinct()))
-            out.extend((p, t, s, bool(u)) for p, t, s, u in conn.execute(q))
+            for p, t, s, u, *more in conn.execute(q):
+                if summary:
+                    more[2], more[3] = _aware(more[2]), _aware(more[3])
+                out.append((p, t, s, bool(u), *more))
     return out
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

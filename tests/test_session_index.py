@@ -10,6 +10,7 @@ import json
 import logging
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from dreaming.catalog import Catalog, lake_files, session_index
@@ -117,6 +118,39 @@ def test_selections_answer_exactly_what_the_whole_lake_answers(lake):
         by_id = {s["session_id"]: s for s in lk.sessions(tenant="acme")}
         assert by_id["sesn_night"]["events"] == 4 and by_id["s1"]["events"] == 6 and by_id["s1"]["errors"] == 1
         assert by_id["twice"]["events"] == 2
+
+
+def test_single_file_sessions_are_answered_from_the_index_without_opening_a_file(lake):
+    """A session that one file holds, without repeated event ids, is its index row: `dreams sessions`
+    opens no Parquet file for it (the file can even be unreadable); sessions held by several files, or by
+    a file that repeats ids, are still computed from their files."""
+    _mixed_lake(lake)
+    day_file = next(r["path"] for r in _index(lake) if r["session_id"] == "s2")
+    with Lake(lake) as lk:
+        want = lk.sessions(tenant="acme", session_ids=["s2", "late"])
+        assert want == query_sessions(lk.con, tenant="acme", session_ids=["s2", "late"])
+        everything = lk.sessions(tenant="acme")
+    (lake.home / day_file).write_bytes(b"not parquet at all")  # it also holds s1, which another file holds too
+    with Lake(lake) as lk:
+        assert lk.sessions(tenant="acme", session_ids=["s2", "late"]) == want
+        assert [r["session_id"] for r in lk.sessions(tenant="acme", agent="agent-2")] == ["s2"]
+        with pytest.raises(Exception, match="(?i)parquet"):
+            lk.sessions(tenant="acme", session_ids=["s1"])  # s1 is in two files: computed from them
+    assert {r["session_id"] for r in everything} >= {"s1", "s2", "late", "twice", "sesn_night"}
+
+
+def test_index_rows_without_a_summary_are_computed_from_their_files(lake):
+    """Rows indexed before revision 0002 carry no summary: those sessions are read from their files, and
+    every selection still answers what the whole lake answers."""
+    _mixed_lake(lake)
+    cat = Catalog(lake)
+    with cat.tx() as conn:
+        conn.execute(session_index.update().values(tool_calls=None, errors=None, outcome=None, outcome_seq=None,
+                                                   source_format=None))
+    cat.engine.dispose()
+    with Lake(lake) as lk:
+        for f in [{"tenant": "acme"}, {"tenant": "globex", "since": T0}, {"tenant": "acme", "session_ids": ["s2"]}]:
+            assert lk.sessions(**f) == query_sessions(lk.con, **f), f
 
 
 def test_a_scoped_read_gives_the_same_events_and_signals_as_the_whole_lake(lake):
