@@ -46,6 +46,8 @@ def _time(v: str | None) -> datetime | None:
     """A SQLAlchemy-on-SQLite DateTime value, as the aware UTC datetime ``Catalog`` returns."""
     if v is None:
         return None
+    if len(v) <= 26:  # no offset (how SQLAlchemy stores it): one C call, no replace()
+        return datetime.fromisoformat(v + "+00:00")
     dt = datetime.fromisoformat(v)
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
@@ -160,9 +162,21 @@ class CatalogReader:
     def get_store(self, ref: str) -> dict:
         if not self.fast:
             return self._catalog.get_store(ref)
-        rows = self._rows(f"SELECT {_STORE_COLS} FROM stores WHERE id = ? OR name = ?", (ref, ref))
+        rows = self._rows(f"SELECT {_STORE_COLS} FROM stores WHERE id = ?", (ref,))
+        if not rows:  # a name, unique per tenant (0003), or tenant:name: as Catalog.get_store
+            rows = self._rows(f"SELECT {_STORE_COLS}, tenant FROM stores WHERE name = ?", (ref,))
+            if not rows and ":" in ref:
+                rows = self._rows(f"SELECT {_STORE_COLS}, tenant FROM stores WHERE tenant = ? AND name = ?",
+                                  tuple(ref.split(":", 1)))
+            if len(rows) > 1:
+                from dreaming.catalog import ambiguous_name
+
+                raise ambiguous_name(ref, [r["tenant"] for r in rows])
+            for r in rows:
+                r.pop("tenant")
         if not rows:
-            raise NotFound(f"no memory store {ref!r} (give a memstore_ id or a store name; see `dreams store list`)")
+            raise NotFound(f"no memory store {ref!r} (give a memstore_ id, a store name or tenant:name; "
+                           "see `dreams store list`)")
         return self._store(rows[0])
 
     @staticmethod
@@ -240,46 +254,71 @@ class CatalogReader:
 
     def select_sessions(self, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
                         until: datetime | None = None,
-                        session_ids: list[str] | None = None, summary: bool = False) -> list[tuple]:
+                        session_ids: list[str] | None = None) -> list[tuple[str, str, str, bool]]:
         """``lake_index.select``: ``(path, tenant, session_id, unique_ids)`` of every file row of every
-        session that may match (``since`` / ``until``: aware, UTC); with ``summary``, followed by
-        ``dreaming.lake.SUMMARY_FIELDS``."""
+        session that may match (``since`` / ``until``: aware, UTC)."""
         if not self.fast:
             from dreaming import lake_index
 
             return lake_index.select(self._catalog, tenant=tenant, agent=agent, since=since, until=until,
-                                     session_ids=session_ids, summary=summary)
-        where, params = [], []
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
-        if agent is not None:
-            where.append("agent_id <= ? AND agent_id_max >= ?")
-            params += [agent, agent]
-        if since is not None:
-            where.append("last_ts >= ?")
-            params.append(_bind_time(since))
-        if until is not None:
-            where.append("first_ts < ?")
-            params.append(_bind_time(until))
+                                     session_ids=session_ids)
+        where, params = self._index_filters(tenant, agent, since, until)
         ids = None if session_ids is None else sorted(set(session_ids))
         chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
-        extra = (", session_index.agent_id, agent_id_max, first_ts, last_ts, events, tool_calls, errors, outcome, "
-                 "source_format") if summary else ""
-        base = ("SELECT session_index.path, session_index.tenant, session_index.session_id, lake_files.unique_ids"
-                f"{extra} FROM session_index JOIN lake_files ON lake_files.path = session_index.path")
-        out: list[tuple] = []
+        base = ("SELECT session_index.path, session_index.tenant, session_index.session_id, lake_files.unique_ids "
+                "FROM session_index JOIN lake_files ON lake_files.path = session_index.path")
+        out: list[tuple[str, str, str, bool]] = []
         with closing(_connect(self._uri)) as con:
             for chunk in chunks:
                 w = where + ([f"session_id IN ({', '.join('?' * len(chunk))})"] if chunk is not None else [])
                 sql = base if not w else (f"{base} WHERE (session_index.tenant, session_index.session_id) IN "
                                           f"(SELECT DISTINCT tenant, session_id FROM session_index "
                                           f"WHERE {' AND '.join(w)})")
-                for p, t, s, u, *more in con.execute(sql, params + (chunk or [])).fetchall():
-                    if summary:
-                        more[2], more[3] = _time(more[2]), _time(more[3])
-                    out.append((p, t, s, bool(u), *more))
+                out.extend((p, t, s, bool(u)) for p, t, s, u in con.execute(sql, params + (chunk or [])).fetchall())
         return out
+
+    def select_summaries(self, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
+                         until: datetime | None = None, session_ids: list[str] | None = None) -> list[tuple]:
+        """``lake_index.select_summaries``: the index rows that match the filters, with their summaries and
+        how many files hold each row's session."""
+        if not self.fast:
+            from dreaming import lake_index
+
+            return lake_index.select_summaries(self._catalog, tenant=tenant, agent=agent, since=since, until=until,
+                                               session_ids=session_ids)
+        where, params = self._index_filters(tenant, agent, since, until, prefix="s.")
+        ids = None if session_ids is None else sorted(set(session_ids))
+        chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
+        base = ("SELECT s.path, s.tenant, s.session_id, f.unique_ids, s.agent_id, s.agent_id_max, s.first_ts, "
+                "s.last_ts, s.events, s.tool_calls, s.errors, s.outcome, s.source_format, "
+                "(SELECT count(*) FROM session_index o WHERE o.tenant = s.tenant AND o.session_id = s.session_id) "
+                "FROM session_index s JOIN lake_files f ON f.path = s.path")
+        out: list[tuple] = []
+        with closing(_connect(self._uri)) as con:
+            for chunk in chunks:
+                w = where + ([f"s.session_id IN ({', '.join('?' * len(chunk))})"] if chunk is not None else [])
+                sql = base + (f" WHERE {' AND '.join(w)}" if w else "")
+                out.extend((p, t, sid, bool(u), a, a2, _time(lo), _time(hi), *rest)
+                           for p, t, sid, u, a, a2, lo, hi, *rest in con.execute(sql, params + (chunk or [])))
+        return out
+
+    @staticmethod
+    def _index_filters(tenant, agent, since, until, prefix: str = "") -> tuple[list[str], list]:
+        """The WHERE terms of ``lake_index``'s superset filters on ``session_index`` columns."""
+        where, params = [], []
+        if tenant is not None:
+            where.append(f"{prefix}tenant = ?")
+            params.append(tenant)
+        if agent is not None:
+            where.append(f"{prefix}agent_id <= ? AND {prefix}agent_id_max >= ?")
+            params += [agent, agent]
+        if since is not None:
+            where.append(f"{prefix}last_ts >= ?")
+            params.append(_bind_time(since))
+        if until is not None:
+            where.append(f"{prefix}first_ts < ?")
+            params.append(_bind_time(until))
+        return where, params
 
 
 def open_catalog(settings: Settings | None = None) -> CatalogReader:

@@ -154,25 +154,21 @@ def _utc(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def summarised(rows: list[tuple]) -> tuple[list[tuple[str, dict]], list[tuple]]:
-    """Split ``lake_index.select(summary=True)`` rows into ``(path, sessions row)`` of the sessions the
-    index answers exactly and the ``(path, tenant, session_id, unique_ids)`` rows of those it does not. A session is answered
-    when one file holds it, that file repeats no event id (so no dedupe can drop a row), its summary was
-    indexed (rows from before revision 0002 have none) and its agent is one id or none (the view's
-    ``any_value`` is then that id)."""
-    by: dict[tuple[str, str], list[tuple]] = {}
-    for r in rows:
-        by.setdefault((r[1], r[2]), []).append(r)
+def summarised(rows: list[tuple]) -> tuple[list[tuple[str, dict]], set[tuple[str, str]]]:
+    """Split ``lake_index.select_summaries`` rows into ``(path, sessions row)`` of the sessions the index
+    answers exactly, and the ``(tenant, session_id)`` of those it does not. A session is answered when one
+    file holds it, that file repeats no event id (so no dedupe can drop a row), its summary was indexed
+    (rows from before revision 0002 have none) and its agent is one id or none (the view's ``any_value``
+    is then that id)."""
     exact: list[tuple[str, dict]] = []
-    rest: list[tuple] = []
-    for (tenant, sid), rs in by.items():
-        p, _, _, unique, a_lo, a_hi, lo, hi, n, tools, errors, outcome, fmt = rs[0]
-        if len(rs) == 1 and unique and tools is not None and a_lo == a_hi:
+    rest: set[tuple[str, str]] = set()
+    for p, tenant, sid, unique, a_lo, a_hi, lo, hi, n, tools, errors, outcome, fmt, files in rows:
+        if files == 1 and unique and tools is not None and a_lo == a_hi:
             exact.append((p, {"tenant": tenant, "agent_id": a_lo, "session_id": sid, "started_at": lo,
                               "ended_at": hi, "day": lo.date(), "events": n, "tool_calls": tools, "errors": errors,
                               "outcome": outcome, "source_format": fmt}))
         else:
-            rest.extend(r[:4] for r in rs)
+            rest.add((tenant, sid))
     return exact, rest
 
 
@@ -204,8 +200,7 @@ class Lake:
 
     def __init__(self, settings: Settings | None = None, con: duckdb.DuckDBPyConnection | None = None):
         self.settings = settings or get_settings()
-        self._con = con or _connect()
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._given, self._duck = con, None  # the DuckDB connection, made on first use (see _con)
         self._catalog = None
         self.refresh()
 
@@ -216,9 +211,21 @@ class Lake:
         self.close()
 
     def close(self) -> None:
-        self._con.close()
+        if self._duck is not None:
+            self._duck.close()
         if self._catalog is not None:
             self._catalog.dispose()
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """This lake's DuckDB connection, made on first use: a selection the session index answers
+        (``sessions``) never needs one."""
+        if self._duck is None:
+            self._duck = self._given or _connect()
+            self._duck.execute("SET TimeZone = 'UTC'")
+            if self._registered:
+                self._store.attach(self._duck)  # DuckDB reads an object store through its fsspec filesystem
+        return self._duck
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -282,14 +289,15 @@ class Lake:
             registered, indexed = self._catalog.registered_and_indexed()
         self._complete = indexed >= len(set(registered))
         self._registered: dict[str, str] = {rel: self._store.uri(rel) for rel in registered}  # rel -> read path
-        if self._registered:
-            self._store.attach(self._con)  # DuckDB reads an object store through its fsspec filesystem
         self._files: list[str] | None = None
         self._missing: list[str] | None = None
         self._full = False
         self._indexed: bool | None = None
-        self._con.execute("DROP VIEW IF EXISTS sessions")
-        self._con.execute("DROP VIEW IF EXISTS events")
+        if self._duck is not None:  # the whole-lake views are redefined on next use of ``con``
+            if self._registered:
+                self._store.attach(self._duck)
+            self._duck.execute("DROP VIEW IF EXISTS sessions")
+            self._duck.execute("DROP VIEW IF EXISTS events")
 
     # --- selections through the session index ---------------------------------------------------
 
@@ -359,8 +367,8 @@ class Lake:
         if all(v is None for v in filters.values()) or not self._index_ready():
             return query_sessions(self.con, **filters)
         since, until = _utc(since), _utc(until)
-        rows = self._catalog.select_sessions(tenant=tenant, agent=agent, since=since, until=until,
-                                             session_ids=session_ids, summary=True)
+        rows = self._catalog.select_summaries(tenant=tenant, agent=agent, since=since, until=until,
+                                              session_ids=session_ids)
         # a session that one file holds without repeated ids is answered by its index row (no file opened);
         # the others are computed by DuckDB from their files, as the whole-lake view would
         exact, rest = summarised(rows)
@@ -373,9 +381,10 @@ class Lake:
         out = [r for p, r in exact if p in present
                and (agent is None or r["agent_id"] == agent) and (since is None or r["started_at"] >= since)
                and (until is None or r["started_at"] < until) and (ids is None or r["session_id"] in ids)]
-        if rest:
-            with self._scope(rest) as sc:
-                out += sc.sessions(**filters)
+        if rest:  # every file row of those sessions, and DuckDB over those files, as the whole lake would
+            held = self._catalog.select_sessions(tenant=tenant, session_ids=sorted({s for _, s in rest}))
+            with self._scope(held) as sc:
+                out += [r for r in sc.sessions(**filters) if (r["tenant"], r["session_id"]) in rest]
         return sorted(out, key=lambda r: (r["started_at"], r["session_id"], r["tenant"]))
 
     def _present(self, paths: set[str]) -> set[str]:

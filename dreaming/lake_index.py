@@ -152,15 +152,55 @@ def ensure_indexed(catalog, present: set[str] | None = None) -> int:
 
 
 def select(catalog, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
-           until: datetime | None = None, session_ids: list[str] | None = None,
-           summary: bool = False) -> list[tuple]:
+           until: datetime | None = None, session_ids: list[str] | None = None) -> list[tuple[str, str, str, bool]]:
     """``(path, tenant, session_id, unique_ids)`` of every file row of every session that may match the
     filters (a superset of the exact answer; see the module docstring); ``unique_ids``: the file holds no
-    event id twice. With ``summary`` each row also has ``dreaming.lake.SUMMARY_FIELDS`` (times aware, UTC)."""
+    event id twice."""
+    from dreaming.catalog import lake_files
+    from dreaming.catalog import session_index as si
+
+    where = _filters(si, tenant, agent, since, until)
+    out: list[tuple[str, str, str, bool]] = []
+    ids = None if session_ids is None else sorted(set(session_ids))
+    chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
+    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, lake_files.c.unique_ids).join(
+        lake_files, lake_files.c.path == si.c.path)
+    with catalog.engine.connect() as conn:
+        for chunk in chunks:
+            w = where + ([si.c.session_id.in_(chunk)] if chunk is not None else [])
+            q = cols if not w else cols.where(sa.tuple_(si.c.tenant, si.c.session_id).in_(
+                sa.select(si.c.tenant, si.c.session_id).where(*w).distinct()))
+            out.extend((p, t, s, bool(u)) for p, t, s, u in conn.execute(q))
+    return out
+
+
+def select_summaries(catalog, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None, session_ids: list[str] | None = None) -> list[tuple]:
+    """The index rows that match the filters (the same superset as ``select``, row by row): ``(path,
+    tenant, session_id, unique_ids, *dreaming.lake.SUMMARY_FIELDS, files)`` — times aware UTC, ``files``
+    how many files hold the row's session (``dreaming.lake.summarised`` splits them)."""
     from dreaming.catalog import lake_files
     from dreaming.catalog import session_index as si
     from dreaming.lake import SUMMARY_FIELDS
 
+    other = si.alias("o")
+    files = (sa.select(sa.func.count()).where((other.c.tenant == si.c.tenant) & (other.c.session_id == si.c.session_id))
+             .scalar_subquery())
+    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, lake_files.c.unique_ids,
+                     *[si.c[f] for f in SUMMARY_FIELDS], files).join(lake_files, lake_files.c.path == si.c.path)
+    where = _filters(si, tenant, agent, since, until)
+    ids = None if session_ids is None else sorted(set(session_ids))
+    out: list[tuple] = []
+    with catalog.engine.connect() as conn:
+        for chunk in [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]:
+            w = where + ([si.c.session_id.in_(chunk)] if chunk is not None else [])
+            out.extend((p, t, sid, bool(u), a, a2, _aware(lo), _aware(hi), *rest)
+                       for p, t, sid, u, a, a2, lo, hi, *rest in conn.execute(cols.where(*w) if w else cols))
+    return out
+
+
+def _filters(si, tenant, agent, since, until) -> list:
+    """The superset filters on ``session_index`` rows (see the module docstring)."""
     where = []
     if tenant is not None:
         where.append(si.c.tenant == tenant)
@@ -170,22 +210,7 @@ def select(catalog, tenant: str | None = None, agent: str | None = None, since: 
         where.append(si.c.last_ts >= since)
     if until is not None:
         where.append(si.c.first_ts < until)
-    out: list[tuple[str, str, str, bool]] = []
-    ids = None if session_ids is None else sorted(set(session_ids))
-    chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
-    extra = [si.c[f] for f in SUMMARY_FIELDS] if summary else []
-    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, lake_files.c.unique_ids, *extra).join(
-        lake_files, lake_files.c.path == si.c.path)
-    with catalog.engine.connect() as conn:
-        for chunk in chunks:
-            w = where + ([si.c.session_id.in_(chunk)] if chunk is not None else [])
-            q = cols if not w else cols.where(sa.tuple_(si.c.tenant, si.c.session_id).in_(
-                sa.select(si.c.tenant, si.c.session_id).where(*w).distinct()))
-            for p, t, s, u, *more in conn.execute(q):
-                if summary:
-                    more[2], more[3] = _aware(more[2]), _aware(more[3])
-                out.append((p, t, s, bool(u), *more))
-    return out
+    return where
 
 
 def _aware(dt: datetime) -> datetime:
