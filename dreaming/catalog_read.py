@@ -279,8 +279,8 @@ class CatalogReader:
 
     def select_summaries(self, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
                          until: datetime | None = None, session_ids: list[str] | None = None) -> list[tuple]:
-        """``lake_index.select_summaries``: the index rows that match the filters, with their summaries and
-        how many files hold each row's session."""
+        """``lake_index.select_summaries`` — except that the times are the stored text here
+        (``dreaming.lake.summarised`` parses those it keeps, with ``_time``)."""
         if not self.fast:
             from dreaming import lake_index
 
@@ -289,17 +289,17 @@ class CatalogReader:
         where, params = self._index_filters(tenant, agent, since, until, prefix="s.")
         ids = None if session_ids is None else sorted(set(session_ids))
         chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
-        base = ("SELECT s.path, s.tenant, s.session_id, f.unique_ids, s.agent_id, s.agent_id_max, s.first_ts, "
-                "s.last_ts, s.events, s.tool_calls, s.errors, s.outcome, s.source_format, "
-                "(SELECT count(*) FROM session_index o WHERE o.tenant = s.tenant AND o.session_id = s.session_id) "
+        base = ("SELECT s.path, s.tenant, s.session_id, s.agent_id, s.first_ts, s.last_ts, s.events, s.tool_calls, "
+                "s.errors, s.outcome, s.source_format, f.unique_ids AND s.tool_calls IS NOT NULL "
+                "AND s.agent_id IS s.agent_id_max AND NOT EXISTS (SELECT 1 FROM session_index o "
+                "WHERE o.tenant = s.tenant AND o.session_id = s.session_id AND o.path <> s.path) "
                 "FROM session_index s JOIN lake_files f ON f.path = s.path")
         out: list[tuple] = []
         with closing(_connect(self._uri)) as con:
             for chunk in chunks:
                 w = where + ([f"s.session_id IN ({', '.join('?' * len(chunk))})"] if chunk is not None else [])
                 sql = base + (f" WHERE {' AND '.join(w)}" if w else "")
-                out.extend((p, t, sid, bool(u), a, a2, _time(lo), _time(hi), *rest)
-                           for p, t, sid, u, a, a2, lo, hi, *rest in con.execute(sql, params + (chunk or [])))
+                out.extend(con.execute(sql, params + (chunk or [])).fetchall())  # times as stored: see _time
         return out
 
     @staticmethod

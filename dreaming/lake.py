@@ -154,20 +154,22 @@ def _utc(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def summarised(rows: list[tuple]) -> tuple[list[tuple[str, dict]], set[tuple[str, str]]]:
-    """Split ``lake_index.select_summaries`` rows into ``(path, sessions row)`` of the sessions the index
-    answers exactly, and the ``(tenant, session_id)`` of those it does not. A session is answered when one
-    file holds it, that file repeats no event id (so no dedupe can drop a row), its summary was indexed
-    (rows from before revision 0002 have none) and its agent is one id or none (the view's ``any_value``
-    is then that id)."""
-    exact: list[tuple[str, dict]] = []
+def summarised(rows: list[tuple], present: set[str]) -> tuple[list[dict], set[tuple[str, str]]]:
+    """Split ``lake_index.select_summaries`` rows of the files in ``present`` into the ``sessions`` rows of
+    the sessions the index answers exactly (times parsed where the reader gave stored text) and the
+    ``(tenant, session_id)`` of those it does not."""
+    from dreaming.catalog_read import _time
+
+    exact: list[dict] = []
     rest: set[tuple[str, str]] = set()
-    for p, tenant, sid, unique, a_lo, a_hi, lo, hi, n, tools, errors, outcome, fmt, files in rows:
-        if files == 1 and unique and tools is not None and a_lo == a_hi:
-            exact.append((p, {"tenant": tenant, "agent_id": a_lo, "session_id": sid, "started_at": lo,
-                              "ended_at": hi, "day": lo.date(), "events": n, "tool_calls": tools, "errors": errors,
-                              "outcome": outcome, "source_format": fmt}))
-        else:
+    for path, tenant, sid, agent, lo, hi, n, tools, errors, outcome, fmt, alone in rows:
+        if alone and path in present:
+            if lo.__class__ is str:  # the sqlite3 reader's stored text
+                lo, hi = _time(lo), _time(hi)
+            exact.append({"tenant": tenant, "agent_id": agent, "session_id": sid, "started_at": lo, "ended_at": hi,
+                          "day": lo.date(), "events": n, "tool_calls": tools, "errors": errors, "outcome": outcome,
+                          "source_format": fmt})
+        elif not alone:
             rest.add((tenant, sid))
     return exact, rest
 
@@ -369,18 +371,18 @@ class Lake:
         since, until = _utc(since), _utc(until)
         rows = self._catalog.select_summaries(tenant=tenant, agent=agent, since=since, until=until,
                                               session_ids=session_ids)
-        # a session that one file holds without repeated ids is answered by its index row (no file opened);
-        # the others are computed by DuckDB from their files, as the whole-lake view would
-        exact, rest = summarised(rows)
-        paths = {p for p, _ in exact}
+        paths = {r[0] for r in rows}
         present = self._present(paths)
         if paths - present:
             log.warning("%d snapshot file(s) of the selection are missing on disk and are left out (first: %s); "
                         "see `dreams lake fsck`", len(paths - present), sorted(paths - present)[0])
+        # a session that one file holds without repeated ids is answered by its index row (no file opened);
+        # the others are computed by DuckDB from their files, as the whole-lake view would
+        exact, rest = summarised(rows, present)
         ids = None if session_ids is None else set(session_ids)
-        out = [r for p, r in exact if p in present
-               and (agent is None or r["agent_id"] == agent) and (since is None or r["started_at"] >= since)
-               and (until is None or r["started_at"] < until) and (ids is None or r["session_id"] in ids)]
+        out = [r for r in exact if (agent is None or r["agent_id"] == agent)
+               and (since is None or r["started_at"] >= since) and (until is None or r["started_at"] < until)
+               and (ids is None or r["session_id"] in ids)]
         if rest:  # every file row of those sessions, and DuckDB over those files, as the whole lake would
             held = self._catalog.select_sessions(tenant=tenant, session_ids=sorted({s for _, s in rest}))
             with self._scope(held) as sc:

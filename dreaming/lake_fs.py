@@ -26,6 +26,7 @@ DuckDB reads the objects through the same filesystem, registered on the process'
 from __future__ import annotations
 
 import contextlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,12 +45,15 @@ class LakeFiles:
         self.url = url.rstrip("/") if url else None
         self.remote = self.url is not None
         self._fs = None
+        self._home = str(settings.home)
 
     # --- naming ----------------------------------------------------------------------------------
 
     def uri(self, rel: str) -> str:
         """Where DuckDB reads ``rel``: a local path, or ``s3://bucket/prefix/rel``."""
-        return f"{self.url}/{rel}" if self.remote else str(self.settings.home / rel)
+        if self.remote:
+            return f"{self.url}/{rel}"
+        return os.path.join(self._home, rel)  # = str(home / rel), without pathlib's cost (a lake lists every file)
 
     def key(self, rel: str) -> str:
         """The filesystem's path of ``rel`` (``bucket/prefix/rel``, no protocol)."""

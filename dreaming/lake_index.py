@@ -176,26 +176,30 @@ def select(catalog, tenant: str | None = None, agent: str | None = None, since: 
 
 def select_summaries(catalog, tenant: str | None = None, agent: str | None = None, since: datetime | None = None,
                      until: datetime | None = None, session_ids: list[str] | None = None) -> list[tuple]:
-    """The index rows that match the filters (the same superset as ``select``, row by row): ``(path,
-    tenant, session_id, unique_ids, *dreaming.lake.SUMMARY_FIELDS, files)`` — times aware UTC, ``files``
-    how many files hold the row's session (``dreaming.lake.summarised`` splits them)."""
+    """The index rows that match the filters (the same superset as ``select``, row by row): ``(path, tenant,
+    session_id, agent_id, first_ts, last_ts, events, tool_calls, errors, outcome, source_format, exact)``
+    (times aware UTC), where ``exact`` says the row *is* its session's ``sessions`` row: no other file
+    holds the session, the file repeats no event id (no dedupe can drop a row), the summary was indexed
+    (rows from before revision 0002 have none) and the session has one agent id or none."""
     from dreaming.catalog import lake_files
     from dreaming.catalog import session_index as si
-    from dreaming.lake import SUMMARY_FIELDS
 
     other = si.alias("o")
-    files = (sa.select(sa.func.count()).where((other.c.tenant == si.c.tenant) & (other.c.session_id == si.c.session_id))
-             .scalar_subquery())
-    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, lake_files.c.unique_ids,
-                     *[si.c[f] for f in SUMMARY_FIELDS], files).join(lake_files, lake_files.c.path == si.c.path)
+    alone = ~sa.exists().where((other.c.tenant == si.c.tenant) & (other.c.session_id == si.c.session_id)
+                               & (other.c.path != si.c.path))
+    one_agent = sa.or_(si.c.agent_id == si.c.agent_id_max, si.c.agent_id.is_(None) & si.c.agent_id_max.is_(None))
+    exact = lake_files.c.unique_ids & si.c.tool_calls.is_not(None) & one_agent & alone
+    cols = sa.select(si.c.path, si.c.tenant, si.c.session_id, si.c.agent_id, si.c.first_ts, si.c.last_ts,
+                     si.c.events, si.c.tool_calls, si.c.errors, si.c.outcome, si.c.source_format, exact).join(
+        lake_files, lake_files.c.path == si.c.path)
     where = _filters(si, tenant, agent, since, until)
     ids = None if session_ids is None else sorted(set(session_ids))
     out: list[tuple] = []
     with catalog.engine.connect() as conn:
         for chunk in [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]:
             w = where + ([si.c.session_id.in_(chunk)] if chunk is not None else [])
-            out.extend((p, t, sid, bool(u), a, a2, _aware(lo), _aware(hi), *rest)
-                       for p, t, sid, u, a, a2, lo, hi, *rest in conn.execute(cols.where(*w) if w else cols))
+            out.extend((p, t, sid, a, _aware(lo), _aware(hi), *rest[:-1], bool(rest[-1]))
+                       for p, t, sid, a, lo, hi, *rest in conn.execute(cols.where(*w) if w else cols))
     return out
 
 

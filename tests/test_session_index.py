@@ -137,6 +137,11 @@ def test_single_file_sessions_are_answered_from_the_index_without_opening_a_file
         with pytest.raises(Exception, match="(?i)parquet"):
             lk.sessions(tenant="acme", session_ids=["s1"])  # s1 is in two files: computed from them
     assert {r["session_id"] for r in everything} >= {"s1", "s2", "late", "twice", "sesn_night"}
+    (lake.home / day_file).unlink()  # a registered file gone from disk: left out, as the whole lake leaves it out
+    with Lake(lake) as lk:
+        assert lk.sessions(tenant="acme", session_ids=["s2", "late", "s3"]) == query_sessions(
+            lk.con, tenant="acme", session_ids=["s2", "late", "s3"])
+        assert [r["session_id"] for r in lk.sessions(tenant="acme", session_ids=["s2", "late", "s3"])] == ["s3"]
 
 
 def test_index_rows_without_a_summary_are_computed_from_their_files(lake):
