@@ -96,16 +96,29 @@ class Catalog:
     # --- stores -------------------------------------------------------------------------------
 
     def insert_store(self, conn: sa.Connection, row: dict) -> None:
-        if conn.execute(sa.select(stores.c.id).where(stores.c.name == row["name"])).first():
-            raise InvalidState(f"a memory store named {row['name']!r} already exists")
-        conn.execute(stores.insert().values(**row))
+        """Insert a store; its ``tenant`` is its scope's. A name is unique within a tenant (InvalidState)."""
+        tenant = row["scope"].partition("/")[0]
+        if conn.execute(sa.select(stores.c.id).where((stores.c.name == row["name"])
+                                                     & (stores.c.tenant == tenant))).first():
+            raise InvalidState(f"a memory store named {row['name']!r} already exists in tenant {tenant!r}")
+        conn.execute(stores.insert().values(**row, tenant=tenant))
 
     def get_store(self, ref: str) -> dict:
-        """A store by id or by name."""
+        """A store by id, by name, or by ``tenant:name``. A name that stores of several tenants hold is
+        refused (BadInput): give the id or ``tenant:name``."""
         with self.engine.connect() as conn:
-            r = conn.execute(sa.select(stores).where((stores.c.id == ref) | (stores.c.name == ref))).mappings().first()
+            r = conn.execute(sa.select(stores).where(stores.c.id == ref)).mappings().first()
+            rows = [] if r is not None else conn.execute(sa.select(stores).where(stores.c.name == ref)).mappings().all()
+            if r is None and not rows and ":" in ref:
+                tenant, _, name = ref.partition(":")
+                rows = conn.execute(sa.select(stores).where((stores.c.tenant == tenant)
+                                                            & (stores.c.name == name))).mappings().all()
+        if r is None and len(rows) > 1:
+            raise ambiguous_name(ref, [x["tenant"] for x in rows])
+        r = r if r is not None else (rows[0] if rows else None)
         if r is None:
-            raise NotFound(f"no memory store {ref!r} (give a memstore_ id or a store name; see `dreams store list`)")
+            raise NotFound(f"no memory store {ref!r} (give a memstore_ id, a store name or tenant:name; "
+                           "see `dreams store list`)")
         return self._store(r)
 
     def list_stores(self, include_archived: bool = False) -> list[dict]:
@@ -123,9 +136,10 @@ class Catalog:
         if bad:
             raise ValueError(f"not a store field to update: {', '.join(sorted(bad))}")
         with self.tx() as conn:
+            tenant = sa.select(stores.c.tenant).where(stores.c.id == store_id).scalar_subquery()
             if "name" in fields and conn.execute(sa.select(stores.c.id).where(
-                    (stores.c.name == fields["name"]) & (stores.c.id != store_id))).first():
-                raise InvalidState(f"a memory store named {fields['name']!r} already exists")
+                    (stores.c.name == fields["name"]) & (stores.c.id != store_id) & (stores.c.tenant == tenant))).first():
+                raise InvalidState(f"a memory store named {fields['name']!r} already exists in this tenant")
             res = conn.execute(stores.update().where(stores.c.id == store_id).values(**fields, updated_at=utcnow()))
             if res.rowcount != 1:
                 raise NotFound(f"no memory store {store_id!r}")
@@ -178,6 +192,7 @@ class Catalog:
     @staticmethod
     def _store(r) -> dict:
         d = dict(r)
+        d.pop("tenant", None)  # the scope's tenant, kept for the name's uniqueness (0003); the scope says it
         for k in ("created_at", "updated_at", "archived_at"):
             d[k] = _aware(d[k])
         return d
@@ -465,6 +480,15 @@ class Catalog:
                     if len(out) >= limit:
                         break
         return out
+
+
+def ambiguous_name(ref: str, tenants: list[str]):
+    """The error for a store name that stores of several tenants hold (names are unique per tenant)."""
+    from dreaming.errors import BadInput
+
+    ts = sorted(set(tenants))
+    return BadInput(f"memory store name {ref!r} is used in {len(ts)} tenants ({', '.join(ts)}): give the store's "
+                    f"id or tenant:name, e.g. {ts[0]}:{ref}", field="store")
 
 
 def catalog_exists(settings: Settings) -> bool:

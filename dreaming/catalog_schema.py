@@ -16,7 +16,7 @@ stores = sa.Table(
     "stores",
     metadata,
     sa.Column("id", sa.String, primary_key=True),
-    sa.Column("name", sa.String, nullable=False, unique=True),
+    sa.Column("name", sa.String, nullable=False),  # unique per tenant (0003), see uq_stores_tenant_name
     sa.Column("description", sa.String, nullable=False, default=""),
     sa.Column("metadata", sa.JSON, nullable=False, default=dict),
     sa.Column("scope", sa.String, nullable=False),
@@ -29,6 +29,9 @@ stores = sa.Table(
     sa.Column("review_policy", sa.JSON),  # the store's review policy (NULL: the defaults)
     sa.Column("read_only", sa.Boolean, nullable=False, server_default=sa.false()),  # dreams never write to it
     sa.Column("context_stores", sa.JSON),  # ids of read-only stores this store reads as context
+    # 0003: the tenant of ``scope`` (set by Catalog.insert_store); a name is unique within a tenant (issue 16)
+    sa.Column("tenant", sa.String, nullable=False),
+    sa.UniqueConstraint("tenant", "name", name="uq_stores_tenant_name"),
 )
 
 store_versions = sa.Table(

@@ -69,30 +69,51 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(msgs)
 
 
+class RequestId:
+    """A ``request-id`` for every request (``request.state.request_id``) and its response header. Plain ASGI,
+    not ``@app.middleware("http")``: that one costs a task group and two memory streams per request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = ids.new_id("req")
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None,
                keys: dict[str, str] | None = None) -> FastAPI:
     """The API app over the lake of ``settings`` (default: from the environment). ``keys``: digest → tenant
-    (default: from the setting ``api_keys``); with no key at all, the app refuses to be built (BadInput)."""
+    (default: from the setting ``api_keys``), beside the catalog's keys (`dreams api-key create`); with no
+    key at all (none set, none active in the catalog), the app refuses to be built (BadInput)."""
+    from dreaming import api_keys
+
     settings = settings or get_settings()
     keys = parse_keys(settings.api_keys) if keys is None else keys
-    if not keys:
-        raise BadInput("no API keys: set DREAMS_API_KEYS to key=tenant[,key=tenant] or to a JSON file "
-                       "(docs/api.md#auth)", field="api_keys")
+    catalog = catalog or Catalog(settings)
+    if not keys and not api_keys.any_active(catalog):
+        raise BadInput("no API keys: make one with `dreams api-key create --tenant T`, or set DREAMS_API_KEYS "
+                       "to key=tenant[,key=tenant] or to a JSON file (docs/api.md#auth-and-tenancy)",
+                       field="api_keys")
     from importlib.metadata import version
 
     app = FastAPI(title="dreams", version=version("dreams"),
                   description="Dreams and Memory Store APIs, compatible with Anthropic's (docs/api.md).")
     app.state.settings = settings
-    app.state.catalog = catalog or Catalog(settings)
-    app.state.keyring = KeyRing(keys)
+    app.state.catalog = catalog
+    app.state.keyring = KeyRing(keys, catalog)
     app.state.runner = InProcessRunner(app.state.catalog)
 
-    @app.middleware("http")
-    async def _request_id(request: Request, call_next):
-        request.state.request_id = ids.new_id("req")
-        response = await call_next(request)
-        response.headers["request-id"] = request.state.request_id
-        return response
+    app.add_middleware(RequestId)
 
     @app.exception_handler(DreamsError)
     async def _dreams_error(request: Request, exc: DreamsError):
@@ -118,8 +139,9 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     def health() -> dict:
         return {"status": "ok"}
 
-    from dreaming.api import dreams, memory_stores
+    from dreaming.api import dreams, memory_stores, sessions
 
     app.include_router(memory_stores.router)
     app.include_router(dreams.router)
+    app.include_router(sessions.router)
     return app

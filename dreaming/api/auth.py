@@ -1,10 +1,14 @@
 """API keys and tenancy: every request names its key in ``x-api-key`` or as ``Authorization: Bearer <key>``
-(the anthropic SDK >= 2.16 sends ``api_key=`` that way); the key gives its tenant.
+(the anthropic SDK >= 2.16 sends ``api_key=`` that way); the key gives its tenant (and, for a catalog key
+made with an agent, its agent).
 
-Keys come from the setting ``DREAMS_API_KEYS``: ``key=tenant[,key=tenant]``, or the path of a JSON file
-``{"<key>": "<tenant>", ...}`` where a key may be written as ``sha256:<hex digest of the key>`` so that the
-file holds no secret. Keys are compared by their SHA-256 digest, in constant time. A request is confined to
-its tenant: a store whose scope is another tenant's, and every dream and memory of it, is a 404.
+Keys come from two places, both compared by their SHA-256 digest: the setting ``DREAMS_API_KEYS``
+(``key=tenant[,key=tenant]``, or the path of a JSON file ``{"<key>": "<tenant>", ...}`` where a key may be
+written as ``sha256:<hex digest of the key>`` so that the file holds no secret), and the catalog's
+``api_keys`` table (dreaming.api_keys, made by `dreams api-key create`; looked up on every request, so a
+revoked key is refused at once). A request is confined to its tenant: a store whose scope is another
+tenant's (or, for an agent's key, another scope than ``tenant/agent``), and every dream and memory of it,
+is a 404.
 """
 
 from __future__ import annotations
@@ -27,13 +31,20 @@ class Principal:
 
     tenant: str
     key_id: str
+    agent: str | None = None
 
     @property
     def actor(self) -> dict:
         return {"type": "api", "id": self.key_id}
 
+    @property
+    def scope(self) -> str:
+        """What the key reaches: ``tenant`` (every store of the tenant) or ``tenant/agent``."""
+        return self.tenant if self.agent is None else f"{self.tenant}/{self.agent}"
+
     def owns(self, store: dict) -> bool:
-        return Scope.parse(store["scope"]).tenant == self.tenant
+        scope = Scope.parse(store["scope"])
+        return scope.tenant == self.tenant and (self.agent is None or scope.agent == self.agent)
 
     def check(self, store: dict, what: str = "memory store") -> dict:
         """``store`` when it is this tenant's; else NotFound, worded as for a store that does not exist."""
@@ -82,8 +93,11 @@ def parse_keys(spec: str | None) -> dict[str, str]:
 
 
 class KeyRing:
-    def __init__(self, keys: dict[str, str]):
+    """The keys of the setting (digest → tenant) and, when ``catalog`` is given, the catalog's keys."""
+
+    def __init__(self, keys: dict[str, str], catalog=None):
         self.keys = keys
+        self.catalog = catalog
 
     def principal(self, presented: str | None) -> Principal:
         if not presented:
@@ -92,12 +106,19 @@ class KeyRing:
         for known, tenant in self.keys.items():
             if hmac.compare_digest(known, digest):
                 return Principal(tenant=tenant, key_id=f"key:{digest[:12]}")
+        if self.catalog is not None:
+            from dreaming import api_keys
+
+            key = api_keys.lookup(self.catalog, digest)  # matched by the unique digest; revoked ones are not
+            if key is not None:
+                return Principal(tenant=key.tenant, key_id=f"key:{key.id}", agent=key.agent_id)
         raise Unauthenticated("invalid x-api-key")
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """FastAPI dependency: the caller, from ``x-api-key`` or ``Authorization: Bearer`` (401
-    authentication_error without a valid key)."""
+    authentication_error without a valid key). A coroutine, so that it runs on the event loop rather than
+    a thread of the pool (a hop per request); a catalog key is one indexed look-up by digest."""
     key = request.headers.get("x-api-key")
     if not key:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -9,7 +9,6 @@ model, which must be one of ``DREAMS_ALLOWED_MODELS``. A dream of another tenant
 
 from __future__ import annotations
 
-import threading
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,7 +20,7 @@ from dreaming.api.models import (DreamApprove, DreamCreate, DreamOut, DreamRejec
                                  SessionsInput, UpdateExisting, change_to_api, parse_time)
 from dreaming.catalog import Catalog
 from dreaming.dreams import DreamService, Selection
-from dreaming.errors import BadInput, Conflict, NotFound
+from dreaming.errors import BadInput, NotFound
 from dreaming.models import Dream
 
 router = APIRouter(prefix="/v1/dreams", tags=["dreams"])
@@ -41,20 +40,6 @@ def tenant_dream(catalog: Catalog, who: Principal, dream_id: str) -> Dream:
     if not who.owns(store):
         raise NotFound(f"no dream {dream_id!r}")
     return d
-
-
-_writers = threading.Lock()
-
-
-def _check_no_open_writer(cat: Catalog, store_id: str) -> None:
-    """Anthropic's 409: another ``update_existing`` dream of the store has not stopped (pending or running).
-
-    Checked under a lock of this server process, so of two racing API clients one gets the 409. TODO(issue 16):
-    move it into DreamService.create's insert transaction, so that `dreams run` and the flows check it too."""
-    for d in cat.list_dreams(store_id=store_id, statuses=["pending", "running"], include_archived=True):
-        if (d.output_behavior or {}).get("type") == "update_existing":
-            raise Conflict(f"dream {d.id} (update_existing) of memory store {store_id} is still {d.status}; "
-                           "wait for it to stop or cancel it")
 
 
 @router.post("", response_model=DreamOut)
@@ -84,12 +69,10 @@ def create_dream(body: DreamCreate, request: Request, who: Principal = Depends(p
                            f"{', '.join(cat.settings.allowed_models)} (setting DREAMS_ALLOWED_MODELS)", field="model")
 
         check_credentials(cat.settings)  # the model itself: DreamService.create checks it (field model)
-    with _writers:  # one open update_existing dream per store (see _check_no_open_writer)
-        if behavior == "update_existing":
-            _check_no_open_writer(cat, store["id"])
-        d = svc.create(store["id"], Selection(session_ids=session_ids), curator=curator,
-                       model=None if curator == "rules" else body.model_id, instructions=body.instructions,
-                       output_behavior=behavior, require_approval=body.require_approval, lease=True)
+    # a second open update_existing dream of the store: Conflict (409), checked by DreamService.create
+    d = svc.create(store["id"], Selection(session_ids=session_ids), curator=curator,
+                   model=None if curator == "rules" else body.model_id, instructions=body.instructions,
+                   output_behavior=behavior, require_approval=body.require_approval, lease=True)
     request.app.state.runner.start(d)
     return d.to_api()
 
@@ -109,7 +92,7 @@ def list_dreams(
     before = pagination.decode(page, 2)
     before_key = (parse_time(before[0], "page"), before[1]) if before else None
     rows = _catalog(request).list_dreams_page(
-        tenant=who.tenant, statuses=(statuses or []) + (statuses_plain or []) or None,
+        tenant=who.scope, statuses=(statuses or []) + (statuses_plain or []) or None,
         include_archived=include_archived, before=before_key, limit=limit + 1,
         created_gt=parse_time(created_at_gt, "created_at[gt]"), created_lt=parse_time(created_at_lt, "created_at[lt]"))
     more, rows = len(rows) > limit, rows[:limit]

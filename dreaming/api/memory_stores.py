@@ -17,7 +17,7 @@ from dreaming.api.models import (DeletedMemory, DeletedMemoryStore, MemoryCreate
                                  MemoryStoreUpdate, MemoryUpdate, MemoryVersionOut, Page, memory_to_api,
                                  memory_version_to_api, parse_time, store_to_api)
 from dreaming.catalog import Catalog
-from dreaming.errors import BadInput, NotFound
+from dreaming.errors import BadInput, DreamsError, NotFound
 from dreaming.store_edits import MemoryEditor, archive_store, delete_store, update_store
 from dreaming.stores import Scope, StoreService
 
@@ -31,9 +31,11 @@ def _catalog(request: Request) -> Catalog:
 
 def tenant_store(catalog: Catalog, who: Principal, store_id: str) -> dict:
     """The store with this id (not a name) of the caller's tenant, else NotFound."""
+    if not store_id.startswith("memstore_"):  # names (unique per tenant only) are never looked up here
+        raise NotFound(f"no memory store {store_id!r}")
     try:
         store = catalog.get_store(store_id)
-    except NotFound:
+    except DreamsError:
         raise NotFound(f"no memory store {store_id!r}") from None
     if store["id"] != store_id:  # looked up by name: the API addresses stores by id only
         raise NotFound(f"no memory store {store_id!r}")
@@ -45,9 +47,10 @@ def tenant_store(catalog: Catalog, who: Principal, store_id: str) -> dict:
 
 @router.post("", response_model=MemoryStore)
 def create_store(body: MemoryStoreCreate, request: Request, who: Principal = Depends(principal)) -> dict:
-    scope = body.scope or who.tenant
-    if Scope.parse(scope).tenant != who.tenant:
-        raise BadInput(f"scope {scope!r} is outside this key's tenant {who.tenant!r}", field="scope")
+    scope = body.scope or who.scope
+    parsed = Scope.parse(scope)
+    if parsed.tenant != who.tenant or (who.agent is not None and parsed.agent != who.agent):
+        raise BadInput(f"scope {scope!r} is outside this key's scope {who.scope!r}", field="scope")
     store = StoreService(_catalog(request)).create(body.name, scope=scope, description=body.description,
                                                    metadata=body.metadata, created_by=who.actor,
                                                    message="created through the API")
@@ -67,7 +70,7 @@ def list_stores(
     after = pagination.decode(page, 2)
     after_key = (parse_time(after[0], "page"), after[1]) if after else None
     rows = _catalog(request).list_stores_page(
-        tenant=who.tenant, include_archived=include_archived, after=after_key, limit=limit + 1,
+        tenant=who.scope, include_archived=include_archived, after=after_key, limit=limit + 1,
         created_gte=parse_time(created_at_gte, "created_at[gte]"),
         created_lte=parse_time(created_at_lte, "created_at[lte]"))
     more, rows = len(rows) > limit, rows[:limit]

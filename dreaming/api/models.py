@@ -273,6 +273,47 @@ def change_to_api(c) -> dict:
     return {"type": "dream_change", **c.model_dump(mode="json")}
 
 
+# --- sessions (ours) -------------------------------------------------------------------------------
+
+
+class SessionOut(_Response):
+    type: Literal["session"] = "session"
+    id: str
+    tenant: str
+    agent_id: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    events: int
+    tool_calls: int
+    errors: int
+    outcome: str | None = None
+    source_format: str | None = None
+
+
+class SessionIngestOut(_Response):
+    type: Literal["session_ingest"] = "session_ingest"
+    file: str
+    status: Literal["ingested", "skipped"]
+    format: str | None = None
+    snapshot_id: str | None = None
+    session_ids: list[str]
+    sessions: int
+    events: int
+    tool_calls: int
+    errors: int
+    note: str | None = None
+    issues: list[dict] = Field(default_factory=list)
+    redactions: dict[str, int] = Field(default_factory=dict)
+
+
+def session_to_api(r: dict) -> dict:
+    """A row of the lake's ``sessions`` view (dreaming.lake) as our ``session`` object."""
+    return {"type": "session", "id": r["session_id"], "tenant": r["tenant"], "agent_id": r.get("agent_id"),
+            "started_at": iso(r.get("started_at")), "ended_at": iso(r.get("ended_at")),
+            "events": int(r.get("events") or 0), "tool_calls": int(r.get("tool_calls") or 0),
+            "errors": int(r.get("errors") or 0), "outcome": r.get("outcome"), "source_format": r.get("source_format")}
+
+
 # --- lists and errors -----------------------------------------------------------------------------
 
 
