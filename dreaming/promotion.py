@@ -18,7 +18,18 @@ or those left out of a partial acceptance) are fingerprinted in the decision's t
 (dreaming.rejections) so that later dreams, which read those sessions again, do not re-propose them.
 
 Partial acceptance builds a new candidate from the base plus only the accepted changes, gates it
-again (mode ``review``), writes it as a new version and promotes that. Decisions are written to a
+again (mode ``review``), writes it as a new version and promotes that.
+
+**Per change in automatic mode** (``promote_auto``, what ``promote(…, "auto")`` does for a dream nobody
+decided yet): the store's review policy (``dreaming.review_policy``) gives every change a verdict. The
+routine part is built exactly like a partial acceptance (base + those changes), gated in ``auto`` mode
+and promoted at once by the same compare-and-swap, as a new head version; the dream stays
+``awaiting_approval`` for the rest, with ``promotion.promoted_version`` (and ``accepted_change_ids``)
+saying what is already in. A person's later approval (all of the rest, or ``--change`` some) applies
+the accepted rest on top of that version, gates it in ``review`` mode and moves the head from it by
+compare-and-swap; a rejection rejects only the rest. Every verdict is written to
+``dreams/<id>/review.json`` (rule, detail, whether it was rejected before), every decision per change
+to ``change_decisions`` (``dreaming.review_stats``). Decisions are written to a
 NEW file ``changeset.reviewed.parquet``; the original changeset is never edited.
 
 This module never imports Prefect: ``review()`` takes a ``resume`` callable so that the CLI can hand
@@ -33,7 +44,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dreaming import ids, rejections
+from dreaming import ids, rejections, review_policy, review_stats
+from dreaming.review_surface import held_rules as _held_rules
+from dreaming.review_surface import write_review as _write_review
 from dreaming.atomic import write_parquet_atomic
 from dreaming.catalog import Catalog, store_versions
 from dreaming.chaos import crash_point
@@ -42,8 +55,10 @@ from dreaming.changeset import apply_changes, read_changeset, write_changeset
 from dreaming.errors import BadInput, Conflict, InvalidState, NotFound
 from dreaming.models import Change, Dream, Memory, memories_to_table, utcnow
 from dreaming.stores import StoreService, check_store_content, version_relpath
+from dreaming import notifications  # webhooks on the events below (issue 17)
 
 PROMOTABLE = ("not_requested", "awaiting_approval")
+AUTO = "auto"  # decided_by of automatic mode
 Resumer = Callable[[str, dict], bool]
 """``resume(flow_run_id, run_input) -> bool``: True if it resumed a PAUSED flow run, else False."""
 
@@ -97,32 +112,51 @@ def _usable_gate(d: Dream, version: int, state: str) -> bool:
     return g.get("mode") == "auto" or state == "awaiting_approval"
 
 
+@notifications.notifies("promoted", "gate_failed", "awaiting_approval")
 def promote(
     catalog: Catalog,
     dream_id: str,
     decided_by: str,
     accepted_change_ids: list[str] | None = None,
     reason: str | None = None,
+    *,
+    policy: dict | None = None,
 ) -> Dream:
     """Promote a completed dream's candidate (or the accepted part of it); returns the dream.
 
     The returned dream's ``promotion.state`` says what happened: ``promoted``, ``conflict`` (the
     head moved; nothing changed) or ``gate_failed`` (the gate refused; nothing changed). A dream
     already promoted is returned as is (never promoted twice); other states raise InvalidState.
+    ``decided_by="auto"`` (automatic mode) leaves a dream that waits for a person as it is.
+    A dream nobody decided yet (``not_requested``, approval not required) is promoted per change under
+    its store's review policy (``promote_auto``; ``policy`` overrides fields of it) and may end
+    ``awaiting_approval`` with its routine part promoted. On a dream partly promoted so, a person's
+    approval promotes the rest (or the accepted part of it) on top.
     """
-    from dreaming.gate import gate_dream, run_gate, write_gate
-
     d = catalog.get_dream(dream_id)
     if d.promotion.state == "promoted":
         return d
     _check_promotable(d)
+    if decided_by == AUTO and d.promotion.state == "awaiting_approval":
+        return d  # automatic mode never decides what waits for a person
+    if d.promotion.promoted_version is not None:
+        return _promote_rest(catalog, d, decided_by, accepted_change_ids, reason)
+    if d.promotion.state == "not_requested" and accepted_change_ids is None and not d.require_approval:
+        return promote_auto(catalog, dream_id, policy, decided_by=decided_by)
+    return _promote_whole(catalog, d, decided_by, accepted_change_ids, reason)
+
+
+def _promote_whole(catalog: Catalog, d: Dream, decided_by: str, accepted_change_ids: list[str] | None,
+                   reason: str | None, verdicts: dict | None = None, human: bool | None = None) -> Dream:
+    """The dream's candidate (or base + the accepted changes) as the head: gate, then compare-and-swap."""
+    from dreaming.gate import gate_dream, run_gate, write_gate
+
     settings = catalog.settings
     svc = StoreService(catalog)
-    human = d.promotion.state == "awaiting_approval"
+    human = d.promotion.state == "awaiting_approval" if human is None else human
     behavior = (d.output_behavior or {}).get("type", "create_new")
-    changes: list[Change] = []
+    changes: list[Change] = _load_changes(catalog, d)
     if accepted_change_ids is not None:
-        changes = _load_changes(catalog, d)
         _check_change_ids(d, changes, accepted_change_ids)
         if set(accepted_change_ids) == {c.change_id for c in changes}:
             accepted_change_ids = None  # everything accepted: the dream's own candidate
@@ -160,18 +194,194 @@ def promote(
             gate = result.to_dict()
         else:
             gate = d.promotion.gate
-        if human:  # record the person's decision: everything accepted
-            changes = changes or _load_changes(catalog, d)
-            if changes:
-                _write_reviewed(catalog, d, changes, None)
+        if human and changes:  # record the person's decision: everything accepted
+            _write_reviewed(catalog, d, changes, None)
 
-    left_out = [c for c in changes if c.change_id not in set(accepted_change_ids)] if accepted_change_ids else []
+    accepted_ids = set(accepted_change_ids) if accepted_change_ids is not None else {c.change_id for c in changes}
+    decided = _Decided(changes, accepted_ids, decided_by if human else review_stats.POLICY,
+                       _held_rules(catalog, d) if human else (verdicts or {}), reason)
     crash_point("promote.before_commit")
     if behavior == "update_existing":
-        return _commit_update(catalog, d.id, version, decided_by, reason, accepted_change_ids, gate, left_out)
+        return _commit_update(catalog, d.id, version, decided_by, reason, accepted_change_ids, gate, decided)
     if memories is None:
         memories = svc.read_version(d.store_id, d.candidate_version)
-    return _commit_fork(catalog, d.id, memories, decided_by, reason, accepted_change_ids, gate, left_out)
+    return _commit_fork(catalog, d.id, memories, decided_by, reason, accepted_change_ids, gate, decided)
+
+
+# --- per change: the store's review policy in automatic mode ---------------------------------------
+
+
+@notifications.notifies("promoted", "gate_failed", "awaiting_approval")
+def promote_auto(catalog: Catalog, dream_id: str, policy: dict | None = None, *, decided_by: str = AUTO) -> Dream:
+    """Automatic mode, per change: promote what the store's review policy lets through at once (a new head
+    version, gated in ``auto`` mode), leave the rest ``awaiting_approval`` on top of it.
+
+    Nothing held: the whole candidate is promoted as before. Everything held (or the routine part's gate
+    asks for a person): the dream waits as a whole. ``policy``: fields overriding the store's policy (the
+    flow's ``review_policy`` parameter)."""
+    from dreaming.gate import GateResult, gate_dream, run_gate
+
+    d = catalog.get_dream(dream_id)
+    if d.promotion.state == "promoted" or d.promotion.promoted_version is not None:
+        return d
+    _check_promotable(d)
+    pol = review_policy.effective(review_policy.load(catalog, d.store_id), policy)  # a bad override: before anything
+    # the whole candidate first: a rule nobody may waive (bad rows, secrets, …) ends it gate_failed here
+    gate = GateResult.from_dict(d.promotion.gate) if _usable_gate(d, d.candidate_version, "not_requested") \
+        and not d.promotion.gate.get("needs_review") else gate_dream(catalog, d.id, mode="auto")
+    if not gate.success and not gate.needs_review:
+        return catalog.get_dream(d.id)
+    changes = _load_changes(catalog, d)
+    svc = StoreService(catalog)
+    base = svc.read_version(d.store_id, d.base_version) if d.base_version is not None else []
+    verdicts = review_policy.decide(changes, base, pol, d.require_approval)
+    rules = {v.change_id: v.rule for v in verdicts}
+    routine = {v.change_id for v in verdicts if v.promote}
+    writes = [c for c in changes if c.change_id in routine and c.op != "keep"]
+    held = [c for c in changes if c.change_id not in routine]
+
+    gate_note = f"; the gate of the whole candidate: {gate.summary()}" if gate.needs_review else ""
+
+    def wait(why: str | None = None) -> Dream:
+        if why:  # the gate holds what the policy let through: all of it waits
+            for v in verdicts:
+                if v.promote and v.rule != "keep":
+                    v.promote, v.rule, v.detail = False, "gate", why
+        text = review_policy.summary(verdicts) + (f"; {why}" if why else gate_note)
+        _write_review(catalog, d, changes, verdicts, pol, text)
+
+        def mutate(x: Dream) -> None:
+            if x.promotion.state in PROMOTABLE:
+                x.promotion.state = "awaiting_approval"
+                x.promotion.reason = text
+        return catalog.update_dream(d.id, mutate)
+
+    if not held:
+        if gate.needs_review:
+            return wait(f"the gate asks for a person: {gate.summary()}")
+        _write_review(catalog, d, changes, verdicts, pol, review_policy.summary(verdicts))
+        return _promote_whole(catalog, d, decided_by, None, None, verdicts=rules, human=False)
+    if not writes:
+        return wait()
+    reviewed = [c.model_copy(update={"decision": "accepted" if c.change_id in routine else "rejected"})
+                for c in changes]
+    try:
+        memories = apply_changes(base, reviewed)
+    except (InvalidState, ValueError) as e:
+        return wait(f"the routine part does not apply alone ({e})")
+    result = run_gate(memories, reviewed, base, d.evidence_session_ids, catalog.settings, mode="auto")
+    if not result.success:
+        return wait(f"the gate of the routine part asks for a person: {result.summary()}")
+    summary = review_policy.summary(verdicts) + gate_note
+    _write_review(catalog, d, changes, verdicts, pol, summary)
+    behavior = (d.output_behavior or {}).get("type", "create_new")
+    reason = f"{summary}; the routine part is promoted, approve the rest: dreams approve {d.id}"
+    accepted = [c.change_id for c in changes if c.change_id in routine]
+    decided = _Decided(changes, set(accepted), review_stats.POLICY, rules, None, partial=True)
+    crash_point("promote.before_commit")
+    if behavior == "update_existing":
+        version = svc.write_version(d.store_id, memories, d.base_version, {"type": "dream", "id": d.id},
+                                    f"dream {d.id}: {len(writes)} routine changes promoted by the review policy")
+        result.store_id, result.version = d.store_id, version
+        return _commit_update(catalog, d.id, version, decided_by, reason, accepted, result.to_dict(), decided)
+    result.store_id = d.store_id
+    return _commit_fork(catalog, d.id, memories, decided_by, reason, accepted, result.to_dict(), decided)
+
+
+def _pending(catalog: Catalog, d: Dream) -> tuple[list[Change], list[Change]]:
+    """(all changes, those not promoted yet) of a partly promoted dream."""
+    changes = _load_changes(catalog, d)
+    done = set(d.promotion.accepted_change_ids or []) if d.promotion.promoted_version is not None else set()
+    return changes, [c for c in changes if c.change_id not in done]
+
+
+def _promote_rest(catalog: Catalog, d: Dream, decided_by: str, accepted_change_ids: list[str] | None,
+                  reason: str | None) -> Dream:
+    """A person approves what a partly promoted dream left waiting (all, or the accepted ids): applied on
+    top of the promoted version, gated in ``review`` mode, the head moved from that version by CAS."""
+    from dreaming.gate import run_gate, write_gate
+
+    settings = catalog.settings
+    svc = StoreService(catalog)
+    changes, pending = _pending(catalog, d)
+    if accepted_change_ids is not None:
+        _check_change_ids(d, changes, accepted_change_ids)
+    pending_ids = {c.change_id for c in pending}
+    take = pending_ids if accepted_change_ids is None else pending_ids & set(accepted_change_ids)
+    target, on = d.promotion.target_store_id or d.store_id, d.promotion.promoted_version
+    base = svc.read_version(target, on)
+    reviewed = [c.model_copy(update={"decision": "accepted" if c.change_id in take else "rejected"})
+                for c in pending]
+    done = list(d.promotion.accepted_change_ids or [])
+    _write_reviewed(catalog, d, changes, set(done) | take)
+    try:
+        memories = apply_changes(base, reviewed)
+    except (InvalidState, ValueError) as e:
+        raise InvalidState(f"the accepted changes do not apply on v{on} of {target}: {e}") from None
+    result = run_gate(memories, reviewed, base, d.evidence_session_ids, settings, mode="review")
+    result.store_id = target
+    write_gate(settings, d.id, result, reviewed=True)
+    if not result.success:
+        return _finish(catalog, d.id, "gate_failed", decided_by, reason=result.summary(), gate=result.to_dict())
+    decided = _Decided(pending, take, decided_by, _held_rules(catalog, d), reason)
+    version = on
+    if take - {c.change_id for c in pending if c.op == "keep"}:
+        version = svc.write_version(target, memories, on, {"type": "dream", "id": d.id},
+                                    f"dream {d.id}: {len(take)} of {len(pending)} waiting changes accepted by "
+                                    f"{decided_by}")
+    result.version = version
+    crash_point("promote.before_commit")
+    with catalog.tx() as conn:
+        cur = catalog.get_dream(d.id, conn)
+        if cur.promotion.state == "promoted":
+            return cur
+        _check_promotable(cur)
+        try:
+            if version != on:
+                catalog.cas_head(conn, target, on, version)
+        except Conflict as e:
+            _set_decision(cur, "conflict", decided_by, str(e), None, result.to_dict())
+        else:
+            _set_decision(cur, "promoted", decided_by, reason, [*done, *sorted(take)], result.to_dict())
+            cur.promotion.promoted_version = version
+            _note_learned(cur, decided.write(conn, cur, target))
+        catalog.save_dream(conn, cur)
+        crash_point("promote.in_commit")
+    return cur
+
+
+def _note_learned(d: Dream, learned: list[str]) -> None:
+    """Say on the decision which kinds it moved to "wait for a person" in the store's policy."""
+    if learned:
+        d.promotion.reason = (f"{d.promotion.reason}; " if d.promotion.reason else "") + \
+            "now waits for a person in this store's review policy: " + ", ".join(learned) + \
+            " (rejected repeatedly; `dreams store policy STORE --release KIND` undoes it)"
+
+
+@dataclass
+class _Decided:
+    """The decisions a promotion records in its transaction: per change (``change_decisions``), the
+    rejected ones' fingerprints (``rejected_changes``), and what the rejections teach the policy."""
+
+    changes: list[Change]
+    accepted: set[str]
+    decided_by: str
+    rules: dict
+    reason: str | None
+    partial: bool = False  # the policy's routine part: the rest is not decided yet
+
+    def write(self, conn, d: Dream, *stores: str) -> list[str]:
+        ok = [c for c in self.changes if c.change_id in self.accepted]
+        review_stats.record(conn, d.store_id, d.id, ok, "approved", self.decided_by, self.rules, self.reason)
+        if self.partial:
+            return []
+        left = [c for c in self.changes if c.change_id not in self.accepted]
+        if not left:
+            return []
+        review_stats.record(conn, d.store_id, d.id, left, "rejected", self.decided_by, self.rules, self.reason)
+        for sid in dict.fromkeys([d.store_id, *stores]):
+            rejections.record(conn, sid, left, self.decided_by, self.reason)
+        return review_stats.learn(conn, None, d.store_id, [review_policy.kind_key(c) for c in left if c.op != "keep"])
 
 
 def _finish(catalog: Catalog, dream_id: str, state: str, decided_by: str, *, reason=None, accepted=None,
@@ -196,31 +406,35 @@ def _set_decision(d: Dream, state: str, decided_by: str, reason, accepted, gate)
         p.gate = gate
 
 
-def _commit_update(catalog, dream_id, version, decided_by, reason, accepted, gate, left_out) -> Dream:
-    """CAS the dream's store head base → version, mark the dream's sessions dreamt over, remember the
-    changes left out of a partial acceptance and record the decision: one transaction."""
+def _commit_update(catalog, dream_id, version, decided_by, reason, accepted, gate, decided: _Decided) -> Dream:
+    """CAS the dream's store head base → version, mark the dream's sessions dreamt over, record the
+    decision per change (and the changes left out of a partial acceptance): one transaction. The
+    policy's routine part (``decided.partial``) leaves the dream awaiting approval for the rest."""
     with catalog.tx() as conn:
         d = catalog.get_dream(dream_id, conn)
-        if d.promotion.state == "promoted":  # somebody promoted this very dream meanwhile
-            return d
+        if d.promotion.state == "promoted" or (decided.partial and d.promotion.promoted_version is not None):
+            return d  # somebody promoted this very dream meanwhile
         _check_promotable(d)
         try:
             catalog.cas_head(conn, d.store_id, d.base_version, version)
         except Conflict as e:
             _set_decision(d, "conflict", decided_by, str(e), accepted, gate)
         else:
-            _set_decision(d, "promoted", decided_by, reason, accepted, gate)
+            _set_decision(d, "awaiting_approval" if decided.partial else "promoted", decided_by, reason, accepted,
+                          gate)
+            if decided.partial:
+                d.promotion.decided_by = d.promotion.decided_at = None
             d.promotion.target_store_id = d.store_id
             d.promotion.promoted_version = version
             d.outputs = [{"type": "memory_store", "memory_store_id": d.store_id}]
             catalog.mark_dreamt(conn, d.store_id, d.session_ids, d.id)
-            rejections.record(conn, d.store_id, left_out, decided_by)
+            _note_learned(d, decided.write(conn, d))
         catalog.save_dream(conn, d)
         crash_point("promote.in_commit")
     return d
 
 
-def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate, left_out) -> Dream:
+def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate, decided: _Decided) -> Dream:
     """Write the new store's v1 file, then insert store + version + watermark + decision in one
     transaction. The fork continues the lineage: it gets the input store's watermark up to the base
     version plus this dream's sessions; the input store's watermark does not move."""
@@ -239,7 +453,7 @@ def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate
     name = f"{src['name']}-{d.id[-8:].lower()}"
     with catalog.tx() as conn:
         d = catalog.get_dream(dream_id, conn)
-        if d.promotion.state == "promoted":
+        if d.promotion.state == "promoted" or (decided.partial and d.promotion.promoted_version is not None):
             return d
         _check_promotable(d)
         taken = conn.execute(stores_table.select().where(stores_table.c.name == name)).first()
@@ -269,12 +483,14 @@ def _commit_fork(catalog, dream_id, memories, decided_by, reason, accepted, gate
         for did, sids in _inherited_watermark(catalog, conn, src["id"], d.base_version).items():
             catalog.mark_dreamt(conn, new_id, sids, did)
         catalog.mark_dreamt(conn, new_id, d.session_ids, d.id)
-        rejections.record(conn, d.store_id, left_out, decided_by)
-        rejections.record(conn, new_id, left_out, decided_by)
-        _set_decision(d, "promoted", decided_by, reason, accepted, gate)
+        learned = decided.write(conn, d, new_id)
+        _set_decision(d, "awaiting_approval" if decided.partial else "promoted", decided_by, reason, accepted, gate)
+        if decided.partial:
+            d.promotion.decided_by = d.promotion.decided_at = None
         d.promotion.target_store_id = new_id
         d.promotion.promoted_version = 1
         d.outputs = [{"type": "memory_store", "memory_store_id": new_id}]
+        _note_learned(d, learned)
         catalog.save_dream(conn, d)
         crash_point("promote.in_commit")
     return d
@@ -309,9 +525,11 @@ def reject(catalog: Catalog, dream_id: str, decided_by: str, reason: str | None)
     if d.promotion.state == "rejected":
         return d
     _check_promotable(d, "reject")
-    changes = _load_changes(catalog, d)
+    changes, pending = _pending(catalog, d)  # a partly promoted dream: only what waits is rejected
+    done = set(d.promotion.accepted_change_ids or []) if d.promotion.promoted_version is not None else set()
     if changes:
-        _write_reviewed(catalog, d, changes, set())
+        _write_reviewed(catalog, d, changes, done)
+    decided = _Decided(pending, set(), decided_by, _held_rules(catalog, d), reason or None)
     crash_point("reject.before_commit")
     with catalog.tx() as conn:  # the decision and the fingerprints of what was rejected, together
         cur = catalog.get_dream(dream_id, conn)
@@ -319,11 +537,13 @@ def reject(catalog: Catalog, dream_id: str, decided_by: str, reason: str | None)
             return cur
         _check_promotable(cur, "reject")
         _set_decision(cur, "rejected", decided_by, reason or "", None, None)
-        rejections.record(conn, cur.store_id, changes, decided_by)
+        stores = [cur.promotion.target_store_id] if cur.promotion.target_store_id else []
+        _note_learned(cur, decided.write(conn, cur, *stores))
         catalog.save_dream(conn, cur)
     return cur
 
 
+@notifications.notifies("awaiting_approval")
 def request_approval(catalog: Catalog, dream_id: str) -> Dream:
     """Mark a gated, completed dream as waiting for a person (before the flow pauses)."""
 

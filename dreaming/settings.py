@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import SecretStr  # DREAMS_WEBHOOK_SECRET (dreaming.notifications)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "DREAMS_"
@@ -108,6 +109,21 @@ class Settings(BaseModel):
         "the path of a JSON file `{\"<key>\": \"<tenant>\"}` (a key may be given as `sha256:<hex digest>`); "
         "sent as `x-api-key` (docs/api.md).",
     )
+
+    # webhooks on a dream's events (dreaming.notifications, docs/review.md "Notifications")
+    webhook_url: str | None = Field(
+        default=None, description="Webhook URL(s), space or comma separated, notified when a dream awaits approval, "
+        "is promoted, fails its gate or fails; a store's metadata `webhook_url` replaces it for that store.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The shared secret that signs every webhook (HMAC-SHA256, `X-Dreams-Signature`); "
+        "a target without a secret is not sent to.",
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="Webhooks: HTTP timeout per attempt.")
+    webhook_retries: int = Field(
+        default=3, ge=0, le=10, description="Webhooks: tries after the first on a 5xx, a 429 or a connection error.")
+    webhook_backoff_s: float = Field(
+        default=0.5, ge=0, description="Webhooks: the first retry's delay; each next one doubles it.")
 
     @field_validator("max_future", mode="before")
     @classmethod

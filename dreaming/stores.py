@@ -126,8 +126,14 @@ class StoreService:
         parent_version: int | None,
         created_by: dict,
         message: str,
+        allow_read_only: bool = False,  # dreaming.tiers.promote_to alone: the one way into a read-only store
     ) -> int:
-        """Write a new immutable version (not the head). Returns its number."""
+        """Write a new immutable version (not the head). Returns its number. A read-only store refuses it
+        (InvalidState, ``dreaming.tiers``): every path that writes memories comes through here."""
+        if not allow_read_only:
+            from dreaming.tiers import check_writable
+
+            check_writable(self.catalog.get_store(store_id))
         check_store_content(memories)
         version = self.catalog.reserve_version(store_id, parent_version, created_by, message)
         rel = version_relpath(store_id, version)

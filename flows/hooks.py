@@ -89,13 +89,15 @@ def reap_stale(store: str, exclude: list[str] | None = None) -> list[str]:
     from dreaming.catalog import Catalog
     from dreaming.errors import NotFound
     from dreaming.ops import reap_stale_dreams
+    from dreaming import notifications
 
     cat = Catalog()
     try:
         store_id = cat.get_store(store)["id"]
     except NotFound:
         return []  # begin() reports the bad store
-    return [d.id for d in reap_stale_dreams(cat, store_id, prefect_run_state, exclude=exclude or [])]
+    return [d.id for d in notifications.emit_each(  # webhooks: a reaped dream failed (dreaming.notifications)
+        cat, reap_stale_dreams(cat, store_id, prefect_run_state, exclude=exclude or []), "failed")]
 
 
 WRITER_SLOT_LEASE_S = 60  # the shortest lease the Prefect API grants: a killed run frees its store within ~1 min

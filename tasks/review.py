@@ -25,7 +25,7 @@ def reject_task(dream_id: str, decided_by: str, reason: str | None) -> Dream:
     return promotion.reject(Catalog(), dream_id, decided_by, reason)
 
 
-async def await_approval(dream: Dream, timeout_s: int) -> ApprovalInput | None:
+async def await_approval(dream: Dream, timeout_s: int, details: str = "") -> ApprovalInput | None:
     """Pause the run with an approval form (approve / reject, a note, optional change ids).
 
     Returns None without pausing when ``timeout_s`` is 0 (review happens from the CLI), or when
@@ -37,7 +37,7 @@ async def await_approval(dream: Dream, timeout_s: int) -> ApprovalInput | None:
         f"## Dream `{dream.id}`\n\nChanges: {dream.counts}. Candidate v{dream.candidate_version} of "
         f"`{dream.store_id}` (base v{dream.base_version}); the diff is in this run's artifacts.\n\n"
         "Approve to promote, or reject with a note. To accept only some changes, list their ids."
-    )
+    ) + (f"\n\n{details}" if details else "")  # details: what waits and why (flows/dream.py publish_review)
     try:
         return await apause_flow_run(
             wait_for_input=ApprovalInput.with_initial_data(description=description, approve=False),

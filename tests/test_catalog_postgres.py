@@ -125,7 +125,7 @@ def test_concurrent_version_reservations_get_distinct_numbers(backend_lake):
 def test_two_dreams_racing_to_promote_one_store_exactly_one_wins_50_tries(backend_lake):
     """The promotion's own commit (dreaming.promotion._commit_update: head compare-and-swap, watermark,
     decision in one transaction) from two threads at once, on a fresh pair of dreams each try."""
-    from dreaming.promotion import _commit_update
+    from dreaming.promotion import _commit_update, _Decided
 
     cat = Catalog(backend_lake)
     for i in range(50):
@@ -137,7 +137,8 @@ def test_two_dreams_racing_to_promote_one_store_exactly_one_wins_50_tries(backen
 
         def go(d, results=results, barrier=barrier):
             barrier.wait()
-            results[d.id] = _commit_update(cat, d.id, d.candidate_version, "racer", None, None, None, [])
+            decided = _Decided([], set(), "racer", {}, None)
+            results[d.id] = _commit_update(cat, d.id, d.candidate_version, "racer", None, None, None, decided)
 
         threads = [threading.Thread(target=go, args=(d,)) for d in (a, b)]
         for t in threads:

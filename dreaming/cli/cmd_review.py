@@ -1,4 +1,5 @@
-"""`dreams approve | reject | rollback` and `dreams store history` (review and promotion).
+"""`dreams approve | reject | rollback | review show | review stats` and `dreams store history` (review
+and promotion).
 
 A dream whose flow run is paused waiting for approval gets the decision through Prefect
 (``resume_flow_run`` with run input, exactly what the UI form does); otherwise the decision goes
@@ -21,6 +22,10 @@ if TYPE_CHECKING:  # imported inside the commands: `dreams --help` stays quick
     from dreaming.promotion import ReviewOutcome
 
 ByOpt = typer.Option(None, "--by", help="Who decides (default: user:<login>).")
+
+review_app = typer.Typer(help="What waits for a person, and what review decisions teach the policy.",
+                         no_args_is_help=True)
+app.add_typer(review_app, name="review")
 
 
 def _who(by: str | None) -> str:
@@ -201,3 +206,53 @@ def gate(
         if result.data_docs:
             console.print(f"Data Docs: file://{result.data_docs}")
     raise typer.Exit(0 if result.success else 1)
+
+
+@review_app.command("show")
+def review_show(
+    dream: str = typer.Argument(..., help="Dream id."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Per change: promoted / waits / approved / rejected, the policy rule and why, whether people rejected
+    it before, and its evidence sessions (what the Prefect review artifact shows)."""
+    from dreaming.catalog import Catalog
+    from dreaming.review_surface import review_rows
+
+    catalog = Catalog()
+    rows = review_rows(catalog, dream)
+    if json_:
+        print_list(rows)
+        return
+    d = catalog.get_dream(dream)
+    console.print(f"{d.id}: {d.promotion.state}" + (f": {d.promotion.reason}" if d.promotion.reason else ""),
+                  highlight=False)
+    for r in rows:
+        r["evidence"] = ", ".join(r["evidence_sessions"])
+    print_table(rows, ["change_id", "op", "kind", "status", "rule", "why", "previously_rejected", "evidence", "text"],
+                title=f"changes of {d.id}")
+
+
+@review_app.command("stats")
+def review_stats_(
+    store: str | None = typer.Argument(None, help="Store id or name (default: every store)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Approval and rejection counts and rates per change kind (op:kind), per policy rule and per reason;
+    the kinds this store's policy now holds because people kept rejecting them."""
+    from dreaming.catalog import Catalog
+    from dreaming.review_stats import stats
+
+    catalog = Catalog()
+    store_id = catalog.get_store(store)["id"] if store else None
+    body = stats(catalog, store_id)
+    if json_:
+        print_json(body)
+        return
+    console.print(f"{body['decisions']} decisions ({body['by_person']} by people, {body['by_policy']} by the policy)"
+                  + (f" in {store}" if store else ""), highlight=False)
+    cols = ["key", "approved", "rejected", "approval_rate", "rejection_rate"]
+    print_table(body["per_kind"], cols, title="per change kind (op:kind)")
+    print_table(body["per_rule"], cols, title="per policy rule")
+    print_table(body["per_reason"], cols, title="per reason (people's decisions)")
+    for kind, why in body["learned_holds"].items():
+        console.print(f"[yellow]now waits for a person:[/] {kind}: {why}", highlight=False)
