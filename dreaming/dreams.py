@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from dreaming import ids, leases, rejections
+from dreaming import notifications  # webhooks when a dream fails (issue 17)
+from dreaming import tiers  # read-only context stores (issue 17)
 from dreaming.atomic import write_text_atomic
 from dreaming.catalog import Catalog
 from dreaming.chaos import crash_point
 from dreaming.changeset import apply_changes, counts, finalize, read_changeset, write_changeset
 from dreaming.curators.base import CurationInput, CurationResult
-from dreaming.errors import BadInput, DreamFailure, InvalidState, NotFound
+from dreaming.errors import BadInput, Conflict, DreamFailure, InvalidState, NotFound, NothingToDream
 from dreaming.lake import Lake
 from dreaming.models import Change, Dream, DreamError, Memory, utcnow
 from dreaming.policy import Policy
@@ -139,8 +141,12 @@ class DreamService:
         store = self.catalog.get_store(store_ref)
         if store["archived_at"] is not None:
             raise InvalidState(f"store {store['name']} is archived")
+        tiers.check_writable(store, "dream over")  # a read-only tier: dream the working store that reads it
         self._check_room(store)
-        session_ids = self.select_sessions(store, selection or Selection(all_new=True))
+        selection = selection or Selection(all_new=True)
+        session_ids = self.select_sessions(store, selection)
+        if not session_ids:  # an empty dream would only write a copy of the head (and "promote" it)
+            raise NothingToDream(_nothing_to_dream(store, selection))
         dream = Dream(
             id=dream_id or ids.new_id(ids.DREAM),
             store_id=store["id"],
@@ -157,11 +163,29 @@ class DreamService:
             require_approval=require_approval,
         )
         with self.catalog.tx() as conn:
+            if output_behavior == "update_existing":  # Anthropic's 409, checked in the insert's transaction
+                self._check_no_open_writer(conn, store["id"])
             self.catalog.insert_dream(dream, conn)
             if lease:
                 leases.take(self.catalog, dream.id, conn)
         crash_point("create.after_insert")
         return dream
+
+    def _check_no_open_writer(self, conn, store_id: str) -> None:
+        """Conflict when another ``update_existing`` dream of the store is pending or running (Anthropic's
+        409). Inside the insert's transaction, with the store's row locked (SQLite: ``BEGIN IMMEDIATE``;
+        PostgreSQL: ``FOR UPDATE``), so of two racing creates — the API, `dreams run`, a flow — one fails."""
+        import sqlalchemy as sa
+
+        from dreaming.catalog import dreams as dreams_table, stores as stores_table
+
+        conn.execute(sa.select(stores_table.c.id).where(stores_table.c.id == store_id).with_for_update())
+        for did, status, body in conn.execute(sa.select(dreams_table.c.id, dreams_table.c.status, dreams_table.c.body)
+                                              .where((dreams_table.c.store_id == store_id)
+                                                     & dreams_table.c.status.in_(["pending", "running"]))):
+            if ((body or {}).get("output_behavior") or {}).get("type") == "update_existing":
+                raise Conflict(f"dream {did} (update_existing) of memory store {store_id} is still {status}; "
+                               "wait for it to stop or cancel it")
 
     def _check_room(self, store: dict) -> None:
         """Refuse a dream of a store at (or over) MAX_MEMORIES before any work: it cannot add a memory,
@@ -314,6 +338,8 @@ class DreamService:
         result.changes, dropped = rejections.drop_rejected(result.changes,
                                                            rejections.rejected(self.catalog, dream.store_id))
         result.notes = [*result.notes, *dropped]
+        result.changes, tiered = tiers.screen(self.catalog, inputs.store, inputs.base, result.changes, policy)
+        result.notes = [*result.notes, *tiered]
         if not inputs.age_out:
             result.notes.append("no session with a plausible event time: nothing pruned by age (expired, stale)")
         crash_point("curate.done")
@@ -366,6 +392,7 @@ class DreamService:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @notifications.notifies("failed")
     def fail(self, dream_id: str, type: str, message: str) -> Dream:
         """Mark a pending/running dream failed; a terminal dream is left as it is."""
         d = self.catalog.get_dream(dream_id)
@@ -414,6 +441,15 @@ class DreamService:
 
 class DreamCanceled(Exception):
     """The dream was canceled while running; the flow stops at the next step boundary."""
+
+
+def _nothing_to_dream(store: dict, sel: Selection) -> str:
+    window = "".join([f" since {sel.since:%Y-%m-%d %H:%M}" if sel.since else "",
+                      f" until {sel.until:%Y-%m-%d %H:%M}" if sel.until else ""])
+    why = " (every session of it is already dreamt over or waits for a person)" if sel.all_new else ""
+    return (f"nothing to dream: no {'new ' if sel.all_new else ''}session of store {store['name']}'s scope "
+            f"{store['scope']}{window}{why}; nothing recorded (see `dreams sessions --tenant "
+            f"{Scope.parse(store['scope']).tenant}`)")
 
 
 def _set(d: Dream, **kw) -> None:

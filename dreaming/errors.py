@@ -74,6 +74,16 @@ class Unauthenticated(DreamsError):
     error_type = "authentication_error"
 
 
+class NothingToDream(DreamsError):
+    """A dream whose selection holds no session (every session of the scope already dreamt or in review, or
+    an empty window): nothing is recorded and no version is written. A quiet night, not a failure: the CLI
+    says so and exits 0, a scheduled flow run ends ``Completed`` (named ``Skipped``)."""
+
+    exit_code = 0
+    http_status = 409
+    error_type = "conflict_error"
+
+
 class DreamFailure(Exception):
     """A dream step failed; ``type`` follows Anthropic's dream error types where they fit."""
 

@@ -199,17 +199,19 @@ def select_fleet_stores(
     return chosen
 
 
-def outcome_row(store: dict, d: Dream | None, error: str | None = None, seconds: float | None = None) -> dict:
-    """One line of a fleet summary table."""
+def outcome_row(store: dict, d: Dream | None, error: str | None = None, seconds: float | None = None,
+                skipped: str | None = None) -> dict:
+    """One line of a fleet summary table (``skipped``: why no dream was recorded — no session to dream over)."""
     return {
         "store": store["name"],
         "store_id": store["id"],
         "dream_id": d.id if d else None,
-        "status": d.status if d else "failed",
+        "status": d.status if d else ("skipped" if skipped else "failed"),
         "promotion": d.promotion.state if d else None,
         "sessions": len(d.session_ids) if d else None,
         "changes": sum(n for op, n in d.counts.items() if op != "keep") if d and d.counts else 0,
         "error": error or (f"{d.error.type}: {d.error.message}" if d and d.error else None),
+        "note": skipped,
         "seconds": round(seconds, 2) if seconds is not None else None,
     }
 

@@ -71,6 +71,8 @@ def dream_store(store: dict, dream_id: str, options: dict, limit_name: str | Non
             error = state.message or state.type.value
     except Exception as e:  # noqa: BLE001 - reported in the summary row
         error = f"{type(e).__name__}: {e}"
+    if state is not None and state.name == "Skipped":  # no session of the selection: nothing recorded
+        return outcome_row(store, None, skipped=state.message, seconds=time.perf_counter() - t0)
     try:
         d = Catalog().get_dream(dream_id)
     except NotFound:
@@ -90,7 +92,7 @@ def _dream_flow():
 
 
 def store_failed(row: dict) -> bool:
-    return row["status"] != "completed" or row["promotion"] in ("gate_failed", "conflict") or bool(row["error"])
+    return row["status"] not in ("completed", "skipped") or row["promotion"] in ("gate_failed", "conflict") or bool(row["error"])
 
 
 def default_task_runner():

@@ -6,15 +6,22 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from dreaming.dreams import DreamInputs, DreamService, Selection
+from dreaming.errors import NothingToDream
 from dreaming.models import Dream
 from tasks.retry import retry_transient
 
 
 @task(name="begin", cache_policy=NO_CACHE)
-def begin(store: str, selection: Selection, dream_id: str | None, flow_run_id: str | None, **options) -> Dream:
-    """Create the dream record (pending), or return the existing one when a run resumes it."""
+def begin(store: str, selection: Selection, dream_id: str | None, flow_run_id: str | None,
+          **options) -> Dream | str:
+    """Create the dream record (pending), or return the existing one when a run resumes it. A selection
+    without sessions records nothing: the reason is returned instead (the flow ends ``Skipped``)."""
     svc = DreamService()
-    d = svc.create(store, selection, dream_id=dream_id, flow_run_id=flow_run_id, lease=True, **options)
+    try:
+        d = svc.create(store, selection, dream_id=dream_id, flow_run_id=flow_run_id, lease=True, **options)
+    except NothingToDream as e:
+        get_run_logger().info("%s", e)
+        return str(e)
     if flow_run_id and d.flow_run_id != flow_run_id:
         d = svc.catalog.update_dream(d.id, lambda x: setattr(x, "flow_run_id", flow_run_id))
     get_run_logger().info("dream %s over %d sessions of store %s (%s)", d.id, len(d.session_ids), store, d.status)

@@ -69,3 +69,18 @@ def test_commands_that_would_do_nothing_say_so_and_exit_2(lake, tmp_path):
     out = _run(lake, "fleet", "--scope", "acme")
     assert out.returncode == 0 and "nothing to do" in out.stderr, out.stdout + out.stderr
     assert Catalog(lake).list_dreams(include_archived=True) == []
+
+
+def test_nothing_to_dream_says_so_exits_0_and_records_nothing(lake):
+    """`dreams run --store S` when every session of the scope is dreamt over (here: none at all): no empty
+    dream, no copy of the head promoted — a message and exit 0 (a cron job's quiet night is no failure)."""
+    import json
+
+    store = StoreService(Catalog(lake)).create("s", scope="acme")
+    out = _run(lake, "run", "--store", "s", "--all")
+    assert out.returncode == 0, out.stderr
+    assert "nothing to dream: no new session of store s's scope acme" in out.stderr
+    out = _run(lake, "run", "--store", "s", "--since", "7d", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["type"] == "nothing_to_dream", out
+    assert Catalog(lake).list_dreams(include_archived=True) == []
+    assert Catalog(lake).get_store("s")["head_version"] == store["head_version"]

@@ -11,7 +11,7 @@ import pytest
 from dreaming import leases
 from dreaming.catalog import Catalog
 from dreaming.dreams import DreamService, Selection
-from dreaming.errors import BadInput, InvalidState
+from dreaming.errors import BadInput, InvalidState, NothingToDream
 from dreaming.models import Memory, Source
 from dreaming.ops import reap_stale_dreams
 from dreaming.history import rollback
@@ -55,7 +55,15 @@ def test_an_unpromoted_dream_consumes_no_sessions_and_promotion_marks_them(svc, 
     assert promote(svc.catalog, second.id, "auto").promotion.state == "promoted"
     with svc.catalog.engine.connect() as conn:
         assert sorted(svc.catalog.dreamt_rows(conn, second.store_id)) == [("sesn_0", second.id), ("sesn_1", second.id)]
-    assert svc.create("s", Selection(all_new=True)).session_ids == []
+    _nothing_left(svc, "s")
+
+
+def _nothing_left(svc, store: str) -> None:
+    """A dream of a store whose sessions are all dreamt over (or in review) is refused; nothing is recorded."""
+    before = len(svc.catalog.list_dreams())
+    with pytest.raises(NothingToDream, match="nothing to dream: no new session of store"):
+        svc.create(store, Selection(all_new=True))
+    assert len(svc.catalog.list_dreams()) == before
 
 
 def test_a_failed_promotion_transaction_marks_nothing(svc, lake, monkeypatch):
@@ -143,12 +151,14 @@ def _aged_store(svc, name: str, days_old: list[int]) -> None:
     StoreService(svc.catalog).create(name, scope="acme", memories=mems)
 
 
-def test_a_dream_without_sessions_ages_nothing_out(svc, lake):
+def test_a_dream_without_sessions_is_refused_and_ages_nothing_out(svc, lake):
+    """No session, no clock: a dream would only age memories out by the wall clock (and "promote" a copy of the
+    head). It is refused before anything is recorded; the store keeps its head and every memory."""
     _aged_store(svc, "old", [30, 200])  # 200 days stale and an expiry, by the wall clock
-    d, result = _dream(svc, store="old")
-    assert d.session_ids == []
-    assert [c for c in result.changes if c.op == "prune"] == []
-    assert any("nothing pruned by age" in n for n in result.notes)
+    head = svc.catalog.get_store("old")["head_version"]
+    with pytest.raises(NothingToDream, match="nothing to dream"):
+        svc.create("old", Selection(all_new=True))
+    assert svc.catalog.list_dreams() == [] and svc.catalog.get_store("old")["head_version"] == head
 
 
 def test_an_event_far_in_the_future_does_not_move_the_clock(svc, lake):
@@ -236,7 +246,7 @@ def test_sessions_waiting_for_a_person_are_left_to_that_decision(svc, lake):
     d, _ = _dream(svc)
     request_approval(svc.catalog, d.id)
     # a nightly --all dream does not propose the same changes again while a person decides
-    assert svc.create("s", Selection(all_new=True)).session_ids == []
+    _nothing_left(svc, "s")
     reject(svc.catalog, d.id, "reviewer", "not now")
     # rejected: the sessions are free again (their rejected changes are filtered, see above)
     assert svc.create("s", Selection(all_new=True)).session_ids == ["sesn_0", "sesn_1"]

@@ -38,8 +38,9 @@ def test_days_between_inclusive_ordered_and_bad_input():
         days_between("2020-01-01", "2026-01-01")
 
 
-def test_backfill_ids_are_stable_per_store_and_day_and_move_on_after_failure(catalog):
+def test_backfill_ids_are_stable_per_store_and_day_and_move_on_after_failure(lake, catalog):
     s = StoreService(catalog).create("s", scope="acme")
+    _day_sessions(lake, days=1)
     a = backfill_dream_id(catalog, s["id"], date(2026, 11, 2))
     assert a == backfill_dream_id(catalog, s["id"], date(2026, 11, 2))
     assert a != backfill_dream_id(catalog, s["id"], date(2026, 11, 3))

@@ -78,6 +78,7 @@ def run(
     """Run a dream on a store: read → curate → output → gate → promote (or await approval)."""
     from dreaming import leases
     from dreaming.dreams import DreamService
+    from dreaming.errors import NothingToDream
 
     instructions = read_instructions(instructions, instructions_file)
     if curator == "claude":
@@ -86,9 +87,16 @@ def run(
 
         check_credentials(Catalog().settings)
     svc = DreamService()
-    d = svc.create(store, _selection(session, since, all_), curator=curator, model=model,
-                   instructions=instructions, output_behavior=output_behavior, require_approval=require_approval,
-                   lease=True)
+    try:
+        d = svc.create(store, _selection(session, since, all_), curator=curator, model=model,
+                       instructions=instructions, output_behavior=output_behavior, require_approval=require_approval,
+                       lease=True)
+    except NothingToDream as e:  # a quiet night: said, exit 0, nothing recorded
+        if json_:
+            print_json({"type": "nothing_to_dream", "store": store, "message": str(e)})
+        else:
+            err_console.print(str(e), highlight=False)
+        raise typer.Exit(0) from None
     left = getattr(svc, "left_over", 0)
     if not json_:
         n = len(d.session_ids)

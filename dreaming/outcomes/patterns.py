@@ -19,6 +19,7 @@ Nothing here reads the lake: it post-processes a ``Signals`` (``dreaming.signals
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -47,11 +48,16 @@ def error_key(e: dict) -> tuple | None:
     return ("error", _tool_key(e)[0], _cause(e.get("message") or ""))
 
 
-def _statement_keys(text: str) -> set[tuple]:
-    norm = norm_text(text or "")
+@functools.lru_cache(maxsize=65536)
+def _statement_keys_of(text: str) -> frozenset:
+    norm = norm_text(text)
     if not norm:
-        return set()
-    return {("stmt", norm), ("key", "rule:" + ids.sha256_text(norm)[:16])}
+        return frozenset()
+    return frozenset({("stmt", norm), ("key", "rule:" + ids.sha256_text(norm)[:16])})
+
+
+def _statement_keys(text: str) -> set[tuple]:
+    return set(_statement_keys_of(text or ""))
 
 
 def _preference_keys(p: dict) -> set[tuple]:
@@ -68,11 +74,20 @@ def _correction_keys(c: dict) -> set[tuple]:
     return out
 
 
-def _workflow_keys(seq: dict, policy: Policy) -> set[tuple]:
+def workflow_grams(seq: dict, policy: Policy) -> dict[str, str]:
+    """The workflows miner's keys of one session's tool sequence, each with its n-gram (lowercased steps
+    joined by ``\\x1f``, what the key hashes)."""
     runs, _, recovery = workflows._runs(seq)
     run = SimpleNamespace(policy=policy)
-    return {("key", "workflow:" + ids.sha256_text("\x1f".join(t.lower() for t in g))[:16])
-            for g, _, _ in workflows._grams(run, runs, recovery)}
+    out = {}
+    for g, _, _ in workflows._grams(run, runs, recovery):
+        gram = "\x1f".join(t.lower() for t in g)
+        out["workflow:" + ids.sha256_text(gram)[:16]] = gram
+    return out
+
+
+def _workflow_keys(seq: dict, policy: Policy) -> set[tuple]:
+    return {("key", k) for k in workflow_grams(seq, policy)}
 
 
 def _is_person(row: dict) -> bool:
@@ -83,9 +98,11 @@ def _is_person(row: dict) -> bool:
 
 class SessionPatterns:
     """Per session: the failures (error keys), the corrections (statement keys, one set per statement) and
-    every pattern key it shows. Built once from a ``Signals``."""
+    every pattern key it shows. Built once from a ``Signals`` (the dream's, or ``keys.pattern_signals``'s with
+    ``workflow_shown``: workflow key -> the sessions that show it, computed in SQL)."""
 
-    def __init__(self, signals: Signals, policy: Policy | None = None):
+    def __init__(self, signals: Signals, policy: Policy | None = None,
+                 workflow_shown: dict[str, set[str]] | None = None):
         policy = policy or Policy()
         self.failures: dict[str, set[tuple]] = defaultdict(set)
         self.corrections: dict[str, list[set[tuple]]] = defaultdict(list)
@@ -110,6 +127,9 @@ class SessionPatterns:
                 continue
             self._statement(c, _correction_keys(c))
         self._sequences, self._policy = signals.tool_sequences, policy  # workflow keys: on first need
+        for k, sessions in (workflow_shown or {}).items():
+            for sid in sessions:
+                self.keys[sid].add(("key", k))
 
     def _with_workflows(self) -> None:
         """Add every session's workflow keys (n-grams of its runs of successful calls): only when a workflow
@@ -119,6 +139,7 @@ class SessionPatterns:
         for s in self._sequences:
             self.keys[s["session_id"]] |= _workflow_keys(s, self._policy)
         self._sequences = None
+        self._by_key = None
 
     def _statement(self, row: dict, ks: set[tuple]) -> None:
         if not ks:
@@ -152,6 +173,20 @@ class SessionPatterns:
 
     def shows(self, session_id: str, pattern: set[tuple]) -> bool:
         return bool(pattern and self.keys.get(session_id, set()) & pattern)
+
+    def showing(self, pattern: set[tuple]) -> set[str]:
+        """The sessions that show ``pattern`` (any of its keys)."""
+        idx = getattr(self, "_by_key", None)
+        if idx is None:
+            idx = defaultdict(set)
+            for sid, ks in self.keys.items():
+                for k in ks:
+                    idx[k].add(sid)
+            self._by_key = idx
+        out: set[str] = set()
+        for k in pattern:
+            out |= idx.get(k, set())
+        return out
 
     def describe(self, pattern: set[tuple], m: Memory | None = None) -> str:
         for k in sorted(pattern):

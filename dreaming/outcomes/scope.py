@@ -2,7 +2,8 @@
 
 Only the store's sessions are read, through the catalog's session index (``Lake.sessions`` then
 ``Lake.scoped``): never the whole lake. The signals are the dream's own (``extract_signals``), so a pattern
-is found exactly where a dream finds it.
+is found exactly where a dream finds it; `outcomes` asks for the pattern rows only (``workflows=``: the lean
+read of ``dreaming.outcomes.keys``, the same SQL over only the events and columns the patterns need).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from dreaming.lake import Lake
+from dreaming.outcomes.keys import pattern_signals
 from dreaming.policy import Policy
 from dreaming.settings import Settings
 from dreaming.signals import Signals, extract_signals
@@ -23,6 +25,7 @@ class ScopeData:
     signals: Signals  # their signals, and those of the extra sessions asked for (memories' sources)
     tenant: str
     started: dict[str, datetime] = field(default_factory=dict)  # session id -> start (UTC)
+    workflow_shown: dict[str, set[str]] | None = None  # the lean read: workflow key -> sessions that show it
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -30,9 +33,12 @@ def _utc(t: datetime | None) -> datetime | None:
 
 
 def read_scope(settings: Settings, store: dict, *, since: datetime | None = None, until: datetime | None = None,
-               extra_session_ids: set[str] | None = None, policy: Policy | None = None) -> ScopeData:
+               extra_session_ids: set[str] | None = None, policy: Policy | None = None,
+               workflows: dict[str, set[str]] | None = None) -> ScopeData:
     """The sessions of ``store``'s scope started in [since, until) and their signals; ``extra_session_ids``
-    (sessions a memory cites, maybe before ``since``) are read for their signals too."""
+    (sessions a memory cites, maybe before ``since``) are read for their signals too. With ``workflows``
+    ({workflow key: the sessions its memory cites}, maybe empty) only the pattern rows are read
+    (``keys.pattern_signals``) and ``workflow_shown`` says which sessions show each workflow key."""
     scope = Scope.parse(store["scope"])
     with Lake(settings) as lake:
         sessions = lake.sessions(tenant=scope.tenant, agent=scope.agent, since=since, until=until)
@@ -41,9 +47,13 @@ def read_scope(settings: Settings, store: dict, *, since: datetime | None = None
         if not wanted:
             return ScopeData([], Signals(), scope.tenant)
         with lake.scoped(wanted, tenant=scope.tenant) as sc:
-            signals = extract_signals(sc, wanted, policy or Policy(), tenant=scope.tenant)
+            if workflows is None:
+                signals, shown = extract_signals(sc, wanted, policy or Policy(), tenant=scope.tenant), None
+            else:
+                signals, shown = pattern_signals(sc, wanted, policy or Policy(), tenant=scope.tenant,
+                                                 workflows=workflows)
     started = {s["session_id"]: _utc(s["started_at"]) for s in sessions}
-    return ScopeData(sessions, signals, scope.tenant, started)
+    return ScopeData(sessions, signals, scope.tenant, started, shown)
 
 
 def only_sessions(signals: Signals, keep: set[str]) -> Signals:

@@ -119,6 +119,15 @@ def top_patterns(data: ScopeData, sp: SessionPatterns, covering: dict[str, set[t
     return out
 
 
+def workflow_memories(memories: list[Memory]) -> dict[str, set[str]]:
+    """{workflow key: the sessions its memories cite}: what the lean read matches in SQL."""
+    out: dict[str, set[str]] = {}
+    for m in memories:
+        if m.kind == "workflow" and m.key and m.key.startswith("workflow:"):
+            out.setdefault(m.key, set()).update(s.session_id for s in m.sources)
+    return out
+
+
 def outcomes(store_ref: str, *, since: datetime | None = None, catalog: Catalog | None = None,
              policy: Policy | None = None, min_after: int = stats.MIN_AFTER, now: datetime | None = None) -> dict:
     """The outcomes report of one store (see the module docstring); plain data, JSON-ready."""
@@ -127,12 +136,16 @@ def outcomes(store_ref: str, *, since: datetime | None = None, catalog: Catalog 
     store = catalog.get_store(store_ref)
     proms = promotions(catalog, store)
     cited = {s.session_id for p in proms for m in p["changed"] for s in m.sources}
-    data = read_scope(catalog.settings, store, since=_utc(since), extra_session_ids=cited, policy=policy)
-    sp = SessionPatterns(data.signals, policy)
+    head = StoreService(catalog).read_version(store["id"], store["head_version"])
+    data = read_scope(catalog.settings, store, since=_utc(since), extra_session_ids=cited, policy=policy,
+                      workflows=workflow_memories([m for p in proms for m in p["changed"]] + head))
+    sp = SessionPatterns(data.signals, policy, data.workflow_shown)
     window = [s["session_id"] for s in data.sessions]
     entries = []
     for p in proms:
         pats = memory_patterns(sp, p["changed"])
+        before = {s for s in window if data.started[s] < p["at"]}
+        after = {s for s in window if data.started[s] >= p["at"]}
         for m in p["changed"]:
             keys = pats.get(m.memory_id)
             entry = {"version": p["version"], "promoted_at": iso(p["at"]), "memory_id": m.memory_id, "path": m.path,
@@ -141,14 +154,12 @@ def outcomes(store_ref: str, *, since: datetime | None = None, catalog: Catalog 
                 entries.append({**entry, "pattern": None, "before": None, "after": None, "verdict": None,
                                 "why": "no pattern: the sessions it cites show no error, statement or sequence"})
                 continue
-            before = [s for s in window if data.started[s] < p["at"]]
-            after = [s for s in window if data.started[s] >= p["at"]]
-            rb = stats.rate(sum(sp.shows(s, keys) for s in before), len(before))
-            ra = stats.rate(sum(sp.shows(s, keys) for s in after), len(after))
+            showing = sp.showing(keys)
+            rb = stats.rate(len(showing & before), len(before))
+            ra = stats.rate(len(showing & after), len(after))
             v, why = stats.verdict(rb, ra, direction(m.kind), min_after)
             entries.append({**entry, "pattern": sp.describe(keys, m), "before": rb.to_dict(), "after": ra.to_dict(),
                             "verdict": v, "why": why})
-    head = StoreService(catalog).read_version(store["id"], store["head_version"])
     covering = memory_patterns(sp, head)
     return {
         "store": {"id": store["id"], "name": store["name"], "scope": store["scope"],

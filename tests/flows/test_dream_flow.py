@@ -79,6 +79,17 @@ def test_lifecycle_promotes_and_publishes_the_diff(prefect_harness, lake):
     assert Catalog(lake).get_dream(d.id).promotion.decided_at == d.promotion.decided_at
 
 
+def test_a_run_with_no_new_session_is_skipped_and_records_nothing(prefect_harness, lake):
+    """A nightly run after everything was dreamt over: no empty dream, no copy of the head "promoted"."""
+    store = _store(lake)
+    assert run_dream_to_state(_dream_flow(), store="team").is_completed()
+    head, dreams = Catalog(lake).get_store(store["id"])["head_version"], Catalog(lake).list_dreams()
+    state = run_dream_to_state(_dream_flow(), store="team")
+    assert state.is_completed() and state.name == "Skipped", state
+    assert state.message.startswith("nothing to dream: no new session of store team")
+    assert Catalog(lake).list_dreams() == dreams and Catalog(lake).get_store(store["id"])["head_version"] == head
+
+
 def test_unknown_session_is_refused_at_create_and_fails_a_recorded_dream(prefect_harness, lake):
     from dreaming.errors import NotFound
 

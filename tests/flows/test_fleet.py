@@ -82,3 +82,26 @@ def test_fleet_command_prints_the_summary_and_exits_1_naming_the_failed_store(pr
     r = CliRunner().invoke(app, ["fleet", "--scope", "initech", "--workers", "2", "--json"])
     assert r.exit_code == 1, r.output  # bot-1 still fails; bot-0 has nothing new
     assert '"failed": [' in r.output and "bot-1" in r.output
+
+
+def test_a_store_with_no_session_in_the_window_is_skipped_not_failed(prefect_harness, lake, fast_dream):
+    from datetime import timedelta
+
+    from tests.factories import T0
+
+    cat = Catalog(lake)
+    for name in ("a", "b"):
+        StoreService(cat).create(name, scope=f"acme/{name}")
+    write_sessions(lake, [
+        {"session_id": "sesn_a", "agent_id": "a", "start": T0, "events": [("user", "hello"), ("assistant", "hi")]},
+        {"session_id": "sesn_b", "agent_id": "b", "start": T0 + timedelta(days=1),
+         "events": [("user", "hello"), ("assistant", "hi")]},
+    ])
+    state = fast_dream.fleet(scope="acme", day=T0.date().isoformat(), return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+    rows = {r["store"]: r for r in summary["rows"]}
+    assert rows["a"]["status"] == "completed" and rows["a"]["sessions"] == 1
+    assert rows["b"]["status"] == "skipped" and rows["b"]["dream_id"] is None
+    assert rows["b"]["note"].startswith("nothing to dream: no session of store b's scope acme/b since 2026-11-02")
+    assert summary["failed"] == [] and [d.store_id for d in cat.list_dreams()] == [rows["a"]["store_id"]]
