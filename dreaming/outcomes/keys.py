@@ -87,16 +87,7 @@ def errors(con: duckdb.DuckDBPyConnection, ev: str) -> list[dict]:
     return queries.rows(
         con,
         f"""WITH e AS (
-            SELECT *, row_number() OVER () AS rid,
-                coalesce(nullif(regexp_extract(coalesce(text, ''), '<returncode>\\s*(\\d+)', 1), ''),
-                               regexp_extract(coalesce(text, ''), '(?i)^\\s*exit code:?\\s*(\\d+)', 1)) AS rc,
-                regexp_replace(regexp_replace(
-                    CASE WHEN left(ltrim(coalesce(text, '')), 1) = '{{' AND json_valid(text)
-                         THEN coalesce(text->>'$.error.message', text->>'$.message', text->>'$.error',
-                                       text->>'$.detail', text)
-                         ELSE coalesce(text, '') END,
-                    '<returncode>\\s*\\d+\\s*</returncode>', '', 'g'),
-                               '</?(?:output|error|stderr|stdout|returncode|warning)>', ' ', 'g') AS t0
+            SELECT *, row_number() OVER () AS rid, {queries.ERROR_TEXT_SQL}
             FROM {ev} WHERE err
         ), e2 AS (
             SELECT *, CASE WHEN rc <> '' THEN 'exit code ' || rc END AS exit_code FROM e

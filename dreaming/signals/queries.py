@@ -17,6 +17,17 @@ from dreaming.signals.patterns import (
 )
 
 
+ERROR_TEXT_SQL = """coalesce(nullif(regexp_extract(coalesce(text, ''), '<returncode>\\s*(\\d+)', 1), ''),
+                               regexp_extract(coalesce(text, ''), '(?i)^\\s*exit code:?\\s*(\\d+)', 1)) AS rc,
+                regexp_replace(regexp_replace(
+                    CASE WHEN left(ltrim(coalesce(text, '')), 1) = '{' AND json_valid(text)
+                         THEN coalesce(text->>'$.error.message', text->>'$.message', text->>'$.error',
+                                       text->>'$.detail', text)
+                         ELSE coalesce(text, '') END,
+                    '<returncode>\\s*\\d+\\s*</returncode>', '', 'g'),
+                               '</?(?:output|error|stderr|stdout|returncode|warning)>', ' ', 'g') AS t0"""  # an error row's exit code (rc) and cleaned text (t0); also dreaming.outcomes.keys
+
+
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     cols = [d[0] for d in cur.description]
@@ -107,15 +118,7 @@ def errors(con: duckdb.DuckDBPyConnection, ev: str, uses_t: str, gap: int) -> li
     return rows(
         con,
         f"""WITH e AS (
-            SELECT *, coalesce(nullif(regexp_extract(coalesce(text, ''), '<returncode>\\s*(\\d+)', 1), ''),
-                               regexp_extract(coalesce(text, ''), '(?i)^\\s*exit code:?\\s*(\\d+)', 1)) AS rc,
-                regexp_replace(regexp_replace(
-                    CASE WHEN left(ltrim(coalesce(text, '')), 1) = '{{' AND json_valid(text)
-                         THEN coalesce(text->>'$.error.message', text->>'$.message', text->>'$.error',
-                                       text->>'$.detail', text)
-                         ELSE coalesce(text, '') END,
-                    '<returncode>\\s*\\d+\\s*</returncode>', '', 'g'),
-                               '</?(?:output|error|stderr|stdout|returncode|warning)>', ' ', 'g') AS t0
+            SELECT *, {ERROR_TEXT_SQL}
             FROM {ev} WHERE err
         ), e2 AS (
             SELECT *, CASE WHEN rc <> '' THEN 'exit code ' || rc END AS exit_code FROM e
