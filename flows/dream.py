@@ -44,6 +44,7 @@ from flows.hooks import (dream_lease, dream_selection, mark_canceled, mark_crash
                          writer_slot, writer_slot_name)
 from tasks.curate import curate
 from tasks.gate import gate_task
+from tasks.outcomes import publish_outcomes
 from tasks.output import write_output
 from tasks.promote import promote_task
 from tasks.review import await_approval, reject_task, request_approval_task
@@ -93,6 +94,7 @@ async def dream(
     dream_id: str | None = None,
     webhooks: list[str] | None = None,  # this deployment's webhook URLs (dreaming.notifications)
     review_policy: dict | None = None,  # fields overriding the store's review policy (dreaming.review_policy)
+    outcomes: bool = True,  # after a promotion, publish the store's outcomes artifact (tasks/outcomes.py)
 ) -> dict:
     """Consolidate one memory store from its sessions (all not yet dreamt over, unless narrowed).
 
@@ -100,7 +102,15 @@ async def dream(
     review from the CLI (`dreams approve`); otherwise the run pauses with an approval form.
     ``review_policy``: fields overriding the store's review policy for this run (docs/review.md), e.g.
     ``{"default": "wait"}`` or ``{"min_confidence": 0.8}``; a deployment parameter like any other.
+    ``outcomes``: after a promotion, the store's before/after figures become the run's ``outcomes-<store>``
+    artifact (docs/outcomes.md); off for stores where that read is not worth a nightly run.
     """
+
+    def promoted(d: Dream) -> dict:
+        if outcomes and d.promotion.state == "promoted":  # what the memory did so far, where people look
+            publish_outcomes(d.promotion.target_store_id or d.store_id)
+        return d.to_api()
+
     with SyncClientContext.get_or_create():  # one API client for all the (synchronous) steps
         log = get_run_logger()
         selection: Selection = dream_selection(session_ids, since, day)
@@ -132,7 +142,7 @@ async def dream(
                     d = promote_auto_task(d.id, review_policy)   # PROMOTE what is routine, at once
                     log.info("dream %s: promotion %s", d.id, d.promotion.state)
                     if d.promotion.state != "awaiting_approval":
-                        return d.to_api()
+                        return promoted(d)
                 request_approval_task(d.id)
                 details = publish_review(d.id)
             # Waiting on a person: no writer slot and no lease held, so the pause lasts its full timeout.
@@ -148,7 +158,7 @@ async def dream(
                 d = promote_task(d.id, decided_by=who, accepted_change_ids=decision.change_ids or None,
                                  reason=decision.note)
             log.info("dream %s: promotion %s", d.id, d.promotion.state)
-            return d.to_api()
+            return promoted(d)
         except DreamCanceled:
             return Cancelled(message=f"dream {dream_id} was canceled")
         except DreamFailure as e:

@@ -6,5 +6,5 @@
   split, and how many failures and corrections after it were already covered.
 - ``patterns``: the one matcher of memories to what sessions show (the miners' own keys);
   ``scope``: the store's sessions and their signals through the session index.
-- ``charts`` (``--html``, altair / Vega-Lite) and ``artifact`` (a Prefect markdown artifact in a run).
+- ``charts`` (``--html``, matplotlib charts as inline SVG) and ``artifact`` (a Prefect markdown artifact in a run).
 """

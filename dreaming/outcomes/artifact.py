@@ -70,7 +70,8 @@ def publish(rep: dict) -> str | None:
 
     art = create_markdown_artifact(key=artifact_key(rep["store"]["name"]), markdown=markdown(rep),
                                    description=f"Outcomes of store {rep['store']['name']}: before and after "
-                                               "each promotion")
+                                               "each promotion",
+                                   _sync=True)  # also from a sync task of the async dream flow
     return str(art)
 
 

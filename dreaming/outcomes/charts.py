@@ -1,69 +1,112 @@
-"""Pictures of the outcomes: Vega-Lite charts built with altair, written as one HTML page.
+"""Pictures of the outcomes: matplotlib charts (the Agg/SVG backends, no display) in one self-contained HTML page.
 
-Per store: the error and correction rates per day with a rule at each promotion, and the most recurring
-patterns, covered by a memory or not (a backtest adds its coverage per split). ``vl-convert-python`` is not
-installed, so altair cannot save PNG or SVG here: the page embeds the Vega-Lite spec and draws it with
-vega-embed in the browser (the scripts load from the jsDelivr CDN, as altair's own HTML does). The same
-figures follow as plain HTML tables, so the page reads without the scripts too.
+Per store: the error, correction and success rates per day with a dashed line at each promotion, and the
+most recurring patterns, covered by a memory or not (a backtest adds its coverage per split). Each chart is
+an inline SVG in the page: no script, no CDN and no network, so the page opens on an air-gapped review
+machine and in any browser, and it is plain auditable text. The same figures follow as HTML tables. The
+SVG is deterministic (fixed hash salt, no date), so the same report writes the same page.
 """
 
 from __future__ import annotations
 
 import html
+import io
+from datetime import date, datetime, time
 from pathlib import Path
 
 from dreaming.atomic import write_text_atomic
 
-WIDTH = 560
+WIDTH_IN, DPI = 8.0, 72
+COLOURS = {"error rate": "#c0392b", "correction rate": "#e67e22", "success rate": "#2e86c1",
+           "covered": "#4c9a2a", "not covered": "#c0392b", "failures": "#c0392b", "corrections": "#e67e22"}
 
 
-def rates_chart(report: dict):
-    import altair as alt
-    import pandas as pd
-
-    rows = [{"day": d["day"], "metric": m.replace("_", " "), "rate": d[m]}
-            for d in report["daily"] for m in ("error_rate", "correction_rate") if d[m] is not None]
-    rows += [{"day": d["day"], "metric": "success rate", "rate": d["success_rate"]}
-             for d in report["daily"] if d["success_rate"] is not None]
-    lines = alt.Chart(pd.DataFrame(rows or [{"day": None, "metric": "error rate", "rate": None}])).mark_line(
-        point=True).encode(x=alt.X("day:T", title="day"), y=alt.Y("rate:Q", title="share of sessions",
-                                                                   scale=alt.Scale(domain=[0, 1])),
-                           color=alt.Color("metric:N"), tooltip=["day:T", "metric:N", alt.Tooltip("rate:Q", format=".0%")])
-    proms = pd.DataFrame([{"at": p["at"], "promotion": f"v{p['version']}", "changed": p["changed"]}
-                          for p in report["promotions"]] or [{"at": None, "promotion": None, "changed": 0}])
-    rules = alt.Chart(proms).mark_rule(strokeDash=[4, 3], color="gray").encode(
-        x="at:T", tooltip=["promotion:N", "at:T", "changed:Q"])
-    labels = alt.Chart(proms).mark_text(align="left", dx=3, dy=-4, color="gray").encode(
-        x="at:T", y=alt.value(0), text="promotion:N")
-    return (lines + rules + labels).properties(
-        width=WIDTH, height=220, title=f"{report['store']['name']}: rates per day, promotions marked")
+def _when(v: str) -> datetime:
+    """A timestamp as given; a day at its noon, so a day's point sits inside the day it stands for (a
+    promotion at 02:00 is left of that day's point, whose sessions mostly came after it)."""
+    if "T" in v or " " in v:
+        return datetime.fromisoformat(v.replace("Z", "+00:00")).replace(tzinfo=None)  # all UTC
+    return datetime.combine(date.fromisoformat(v), time(12))
 
 
-def patterns_chart(top: list[dict], title: str):
-    import altair as alt
-    import pandas as pd
+def _figure(height_in: float):
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe on a fleet's threads
 
-    df = pd.DataFrame([{"pattern": t["pattern"][:70], "sessions": t["sessions"],
-                        "covered": "covered by a memory" if t["covered"] else "not covered", "kind": t["kind"]}
-                       for t in top] or [{"pattern": "(none)", "sessions": 0, "covered": "not covered", "kind": ""}])
-    return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("pattern:N", sort="-x", title=None), x=alt.X("sessions:Q", title="sessions"),
-        color=alt.Color("covered:N", scale=alt.Scale(domain=["covered by a memory", "not covered"],
-                                                     range=["#4c9a2a", "#c0392b"])),
-        tooltip=["pattern:N", "kind:N", "sessions:Q", "covered:N"]).properties(width=WIDTH, title=title)
+    fig = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
+    return fig, fig.subplots()
 
 
-def coverage_chart(bt: dict):
-    import altair as alt
-    import pandas as pd
+def _svg(fig, title: str) -> str:
+    """The figure as an inline ``<svg>`` element (its XML prolog and DOCTYPE dropped), titled for readers."""
+    import matplotlib
 
-    rows = [{"split": s["split"], "what": w, "coverage": s[w]["coverage"]}
-            for s in bt["splits"] for w in ("failures", "corrections") if s[w]["coverage"] is not None]
-    df = pd.DataFrame(rows or [{"split": None, "what": "failures", "coverage": None}])
-    return alt.Chart(df).mark_line(point=True).encode(
-        x=alt.X("split:T"), y=alt.Y("coverage:Q", scale=alt.Scale(domain=[0, 1]), title="covered share after the split"),
-        color="what:N", tooltip=["split:T", "what:N", alt.Tooltip("coverage:Q", format=".0%")]).properties(
-        width=WIDTH, height=200, title="backtest: share already covered by a memory")
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "dreams-outcomes", "svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight",  # no RDF block: no date, no creator URL
+                    metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    return f'<figure class="chart" role="img" aria-label="{html.escape(title)}">{svg}</figure>'
+
+
+def rates_chart(report: dict) -> str:
+    """Error, correction and success rates per day, a dashed line and a label at each promotion."""
+    fig, ax = _figure(3.2)
+    title = f"{report['store']['name']}: rates per day, promotions marked"
+    days = report["daily"]
+    for metric in ("error_rate", "correction_rate", "success_rate"):
+        pts = [(_when(d["day"]), d[metric]) for d in days if d.get(metric) is not None]
+        if pts:
+            name = metric.replace("_", " ")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=name,
+                    color=COLOURS[name])
+    for p in report["promotions"]:
+        at = _when(p["at"])
+        ax.axvline(at, color="gray", linestyle="--", linewidth=1)
+        ax.annotate(f"v{p['version']}", (at, 1.0), xytext=(3, -10), textcoords="offset points", color="gray")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of sessions")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside: never on a line
+    else:
+        ax.text(0.5, 0.5, "no sessions in the window", ha="center", transform=ax.transAxes)
+    fig.autofmt_xdate()
+    return _svg(fig, title)
+
+
+def patterns_chart(top: list[dict], title: str) -> str:
+    """The most recurring patterns as bars: green when a memory covers them, red when none does."""
+    fig, ax = _figure(max(1.6, 0.32 * len(top) + 0.9))
+    if top:
+        rows = sorted(top, key=lambda t: t["sessions"])
+        labels = [t["pattern"] if len(t["pattern"]) <= 70 else t["pattern"][:69] + "…" for t in rows]
+        ax.barh(range(len(rows)), [t["sessions"] for t in rows],
+                color=[COLOURS["covered" if t["covered"] else "not covered"] for t in rows])
+        ax.set_yticks(range(len(rows)), labels, fontsize="small")
+        ax.set_xlabel("sessions (green: covered by a memory, red: not covered)")
+    else:
+        ax.text(0.5, 0.5, "no recurring pattern", ha="center", transform=ax.transAxes)
+        ax.set_yticks([])
+    ax.set_title(title)
+    return _svg(fig, title)
+
+
+def coverage_chart(bt: dict) -> str:
+    """The backtest's covered share of failures and corrections after each split."""
+    fig, ax = _figure(2.8)
+    title = "backtest: share already covered by a memory"
+    for what in ("failures", "corrections"):
+        pts = [(_when(s["split"]), s[what]["coverage"]) for s in bt["splits"] if s[what]["coverage"] is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=what, color=COLOURS[what])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("covered share after the split")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.autofmt_xdate()
+    return _svg(fig, title)
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
@@ -76,9 +119,7 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 
 def page(report: dict | None = None, backtest: dict | None = None) -> str:
-    """The HTML page: the charts (Vega-Lite, drawn by vega-embed) and the same figures as tables."""
-    import altair as alt
-
+    """The HTML page: the charts (inline SVG) and the same figures as tables."""
     charts, tables = [], []
     name = (report or backtest)["store"]["name"]
     if report is not None:
@@ -94,9 +135,9 @@ def page(report: dict | None = None, backtest: dict | None = None) -> str:
                                                 for s in backtest["splits"]],
                                                ["split", "sessions_before", "sessions_after", "memories", "tokens",
                                                 "failures", "corrections"])]
-    doc = alt.vconcat(*charts).to_html() if charts else "<html><body></body></html>"
-    extra = f"<h1>{html.escape(name)}</h1>" + "".join(tables)
-    return doc.replace("</body>", extra + "\n</body>", 1)
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(name)}: outcomes</title></head><body>\n"
+            f"<h1>{html.escape(name)}</h1>\n" + "\n".join(charts) + "\n" + "".join(tables) + "\n</body></html>\n")
 
 
 def _rate(r: dict | None) -> str:

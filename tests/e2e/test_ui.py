@@ -124,3 +124,37 @@ def test_flow_run_page_shows_the_diff_artifact(server, lake, tmp_path):
     if keep := os.environ.get("DREAMS_SCREENSHOT_DIR"):
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_outcomes_page_draws_its_charts_in_a_browser_offline(lake, tmp_path):
+    """`dreams outcomes --html` on the recurrence scenario (a mistake that stopped after its memory was
+    promoted, one that recurs): the page, opened from disk with networking off, draws both charts — the
+    promotion marker and the error-rate line are on screen (pixels of their colours), not only in the DOM."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dreaming.cli import app
+    from dreaming.outcomes.charts import COLOURS
+    from tests.test_outcomes import build_recurred
+
+    chromium = _chromium()
+    build_recurred(lake)  # store `s`: a dream over 8 days of two recurring mistakes, promoted; 16 sessions after
+    out = tmp_path / "outcomes.html"
+    res = CliRunner().invoke(app, ["outcomes", "s", "--html", str(out)])
+    assert res.exit_code == 0, res.output
+    shot = tmp_path / "outcomes.png"
+    text = _browse(chromium, out.as_uri(), tmp_path / "p3", shot)
+    # the SVG's text is in the rendered DOM: the title, the promotion label, the legend, a pattern
+    assert "rates per day, promotions marked" in text and "v2" in text and "error rate" in text, text[:1500]
+    assert "most recurring patterns" in text
+    img = Image.open(shot).convert("RGB")
+    colours = {c for _, c in img.getcolors(maxcolors=1 << 20)}
+
+    def near(hex_rgb: str) -> bool:
+        want = tuple(int(hex_rgb[i:i + 2], 16) for i in (1, 3, 5))
+        return any(max(abs(a - b) for a, b in zip(c, want)) <= 12 for c in colours)
+
+    assert near(COLOURS["error rate"]) and near(COLOURS["covered"]), "the lines and bars were not drawn"
+    if keep := os.environ.get("DREAMS_SCREENSHOT_DIR"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)

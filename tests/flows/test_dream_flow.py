@@ -69,6 +69,10 @@ def test_lifecycle_promotes_and_publishes_the_diff(prefect_harness, lake):
     by_type = {a.type for a in arts}
     assert {"markdown", "table"} <= by_type
     assert any(a.key == "dream-team-diff" and "Merged duplicates" in str(a.data) for a in arts)
+    # after the promotion, the store's outcomes (tasks/outcomes.py): the promoted memories, before → after
+    outcomes = [a for a in arts if a.key == "outcomes-team"]
+    assert len(outcomes) == 1 and "# Outcomes of `team`" in str(outcomes[0].data)
+    assert "| v2 |" in str(outcomes[0].data)  # the promoted version's memories, one row each
     # the store the input was is never modified: v1's file is intact
     assert [m.path for m in StoreService(Catalog(lake)).read_version(store["id"], 1)][0] == "/notes/ci.md"
 
@@ -77,6 +81,37 @@ def test_lifecycle_promotes_and_publishes_the_diff(prefect_harness, lake):
     assert again.is_completed()
     assert Catalog(lake).get_store(store["id"])["head_version"] == head
     assert Catalog(lake).get_dream(d.id).promotion.decided_at == d.promotion.decided_at
+
+
+def test_outcomes_that_cannot_be_computed_never_fail_a_promoted_run(prefect_harness, lake, monkeypatch):
+    """The outcomes artifact is informational: the dream is promoted, the run Completed, a warning logged."""
+    import dreaming.outcomes.artifact as artifact
+
+    def broken(store_ref, **kw):
+        raise RuntimeError("outcomes read failed")
+
+    monkeypatch.setattr(artifact, "record", broken)
+    store = _store(lake)
+    state = run_dream_to_state(_dream_flow(), store="team", output_behavior="update_existing")
+    assert state.is_completed(), state
+    d = Catalog(lake).get_dream(state.result()["id"])
+    assert d.promotion.state == "promoted" and Catalog(lake).get_store(store["id"])["head_version"] == 2
+
+
+def test_outcomes_off_publishes_no_outcomes_artifact(prefect_harness, lake):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    _store(lake)
+    state = run_dream_to_state(_dream_flow(), store="team", output_behavior="update_existing", outcomes=False)
+    assert state.is_completed(), state
+    d = Catalog(lake).get_dream(state.result()["id"])
+    assert d.promotion.state == "promoted"
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[d.flow_run_id])))
+    assert any(a.key == "dream-team-diff" for a in arts)
+    assert not any((a.key or "").startswith("outcomes-") for a in arts)
 
 
 def test_a_run_with_no_new_session_is_skipped_and_records_nothing(prefect_harness, lake):
