@@ -1,9 +1,9 @@
 """The outcomes as a Prefect artifact: where people look (the flow run's Artifacts tab) rather than read.
 
 ``publish(report)`` writes a markdown artifact ``outcomes-<store>`` when called inside a flow or task run
-(and does nothing outside one): the rates per day with a sparkline each, the promotions, and each promoted
-memory's before → after and verdict. Prefect's UI renders markdown, not scripts, so the charts of ``--html``
-become sparklines and tables here. ``record(store)`` computes the report and publishes it: what a nightly
+(and does nothing outside one): the charts of ``--html`` (SVG as ``data:`` images, which Prefect's UI draws:
+tests/e2e/test_ui.py), the rates per day with a sparkline each, the promotions, and each promoted memory's
+before → after and verdict. ``record(store)`` computes the report and publishes it: what a nightly
 flow calls after its dream.
 """
 
@@ -33,7 +33,7 @@ def _cell(text) -> str:
     return str(text if text is not None else "—").replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(rep: dict) -> str:
+def markdown(rep: dict, charts: bool = True) -> str:
     s, days = rep["store"], rep["daily"]
     out = [f"# Outcomes of `{s['name']}` ({s['scope']}), head v{s['head_version']}", "",
            f"{rep['sessions']} sessions" + (f" since {rep['since']}" if rep["since"] else "") +
@@ -42,6 +42,10 @@ def markdown(rep: dict) -> str:
         out += [f"error rate `{sparkline([d['error_rate'] for d in days])}` · correction rate "
                 f"`{sparkline([d['correction_rate'] for d in days])}` · success "
                 f"`{sparkline([d['success_rate'] for d in days])}` ({days[0]['day']} → {days[-1]['day']})", ""]
+    if charts:  # drawn by Prefect's UI: a markdown image of each SVG chart (dreaming.outcomes.charts)
+        from dreaming.outcomes.charts import data_uri, store_charts
+
+        out += [f"![{title}]({data_uri(svg)})" for svg, title in store_charts(rep)] + [""]
     if rep["promotions"]:
         out += ["promotions: " + ", ".join(f"v{p['version']} at {p['at']}" for p in rep["promotions"]), ""]
     out += ["| version | memory | before | after | verdict | why |", "|---|---|---|---|---|---|"]

@@ -9,9 +9,10 @@ SVG is deterministic (fixed hash salt, no date), so the same report writes the s
 
 from __future__ import annotations
 
+import base64
 import html
 import io
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from dreaming.atomic import write_text_atomic
@@ -36,8 +37,8 @@ def _figure(height_in: float):
     return fig, fig.subplots()
 
 
-def _svg(fig, title: str) -> str:
-    """The figure as an inline ``<svg>`` element (its XML prolog and DOCTYPE dropped), titled for readers."""
+def _svg(fig) -> str:
+    """The figure as an SVG document without its XML prolog and DOCTYPE (inline in HTML, or an image)."""
     import matplotlib
 
     buf = io.StringIO()
@@ -45,11 +46,28 @@ def _svg(fig, title: str) -> str:
         fig.savefig(buf, format="svg", bbox_inches="tight",  # no RDF block: no date, no creator URL
                     metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    return svg[svg.index("<svg"):]
+
+
+def figure_html(svg: str, title: str) -> str:
+    """An SVG chart inline in the page, titled for screen readers."""
     return f'<figure class="chart" role="img" aria-label="{html.escape(title)}">{svg}</figure>'
 
 
-def rates_chart(report: dict) -> str:
+def data_uri(svg: str) -> str:
+    """An SVG chart as a ``data:`` URI: a markdown image that Prefect's UI draws in an artifact."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def _dates(ax) -> None:
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+
+
+def rates_chart(report: dict) -> tuple[str, str]:
     """Error, correction and success rates per day, a dashed line and a label at each promotion."""
     fig, ax = _figure(3.2)
     title = f"{report['store']['name']}: rates per day, promotions marked"
@@ -60,6 +78,9 @@ def rates_chart(report: dict) -> str:
             name = metric.replace("_", " ")
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=name,
                     color=COLOURS[name])
+    span = [_when(d["day"]) for d in days] + [_when(p["at"]) for p in report["promotions"]]
+    if span:  # the days and the promotions, a day either side (matplotlib's own range of one date is years)
+        ax.set_xlim(min(span) - timedelta(days=1), max(span) + timedelta(days=1))
     for p in report["promotions"]:
         at = _when(p["at"])
         ax.axvline(at, color="gray", linestyle="--", linewidth=1)
@@ -71,11 +92,11 @@ def rates_chart(report: dict) -> str:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside: never on a line
     else:
         ax.text(0.5, 0.5, "no sessions in the window", ha="center", transform=ax.transAxes)
-    fig.autofmt_xdate()
-    return _svg(fig, title)
+    _dates(ax)
+    return _svg(fig), title
 
 
-def patterns_chart(top: list[dict], title: str) -> str:
+def patterns_chart(top: list[dict], title: str) -> tuple[str, str]:
     """The most recurring patterns as bars: green when a memory covers them, red when none does."""
     fig, ax = _figure(max(1.6, 0.32 * len(top) + 0.9))
     if top:
@@ -89,13 +110,16 @@ def patterns_chart(top: list[dict], title: str) -> str:
         ax.text(0.5, 0.5, "no recurring pattern", ha="center", transform=ax.transAxes)
         ax.set_yticks([])
     ax.set_title(title)
-    return _svg(fig, title)
+    return _svg(fig), title
 
 
-def coverage_chart(bt: dict) -> str:
+def coverage_chart(bt: dict) -> tuple[str, str]:
     """The backtest's covered share of failures and corrections after each split."""
     fig, ax = _figure(2.8)
     title = "backtest: share already covered by a memory"
+    if bt["splits"]:
+        span = [_when(s["split"]) for s in bt["splits"]]
+        ax.set_xlim(min(span) - timedelta(days=1), max(span) + timedelta(days=1))
     for what in ("failures", "corrections"):
         pts = [(_when(s["split"]), s[what]["coverage"]) for s in bt["splits"] if s[what]["coverage"] is not None]
         if pts:
@@ -105,8 +129,13 @@ def coverage_chart(bt: dict) -> str:
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    fig.autofmt_xdate()
-    return _svg(fig, title)
+    _dates(ax)
+    return _svg(fig), title
+
+
+def store_charts(report: dict) -> list[tuple[str, str]]:
+    """The store's charts as ``(svg, title)``: the rates per day, the most recurring patterns."""
+    return [rates_chart(report), patterns_chart(report["top_patterns"], "most recurring patterns")]
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
@@ -123,7 +152,7 @@ def page(report: dict | None = None, backtest: dict | None = None) -> str:
     charts, tables = [], []
     name = (report or backtest)["store"]["name"]
     if report is not None:
-        charts += [rates_chart(report), patterns_chart(report["top_patterns"], "most recurring patterns")]
+        charts += store_charts(report)
         mem = [{**e, "before": _rate(e["before"]), "after": _rate(e["after"])} for e in report["memories"]]
         tables += ["<h2>memories</h2>", _table(mem, ["version", "path", "kind", "before", "after", "verdict", "why"]),
                    "<h2>per day</h2>", _table(report["daily"], list(report["daily"][0]) if report["daily"] else [])]
@@ -135,6 +164,7 @@ def page(report: dict | None = None, backtest: dict | None = None) -> str:
                                                 for s in backtest["splits"]],
                                                ["split", "sessions_before", "sessions_after", "memories", "tokens",
                                                 "failures", "corrections"])]
+    charts = [figure_html(svg, title) for svg, title in charts]
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(name)}: outcomes</title></head><body>\n"
             f"<h1>{html.escape(name)}</h1>\n" + "\n".join(charts) + "\n" + "".join(tables) + "\n</body></html>\n")

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from dreaming.catalog import Catalog
+from dreaming.outcomes.charts import COLOURS
 from dreaming.stores import StoreService
 from tests.factories import T0, write_sessions
 
@@ -125,16 +126,33 @@ def test_flow_run_page_shows_the_diff_artifact(server, lake, tmp_path):
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
 
+    # the promotion published the store's outcomes (tasks/outcomes.py); its charts are drawn in the UI
+    outcomes = [a for a in arts if a["key"] == "outcomes-support-bot"]
+    assert len(outcomes) == 1 and "data:image/svg+xml;base64," in outcomes[0]["data"], [a["key"] for a in arts]
+    chart = tmp_path / "outcomes-artifact.png"
+    page = _browse(chromium, f"{server['ui']}/v2/artifacts/artifact/{outcomes[0]['id']}", tmp_path / "p4", chart)
+    assert "Outcomes of support-bot" in page, page[:1500]
+    assert _has_colour(chart, COLOURS["error rate"]), "the rates chart was not drawn in the artifact page"
+    if keep:
+        shutil.copy(chart, Path(keep) / chart.name)
+
+
+def _has_colour(png: Path, hex_rgb: str, tol: int = 12) -> bool:
+    """Whether a screenshot holds a pixel of (about) this colour: what was drawn, not only what is in the DOM."""
+    from PIL import Image
+
+    want = tuple(int(hex_rgb[i:i + 2], 16) for i in (1, 3, 5))
+    colours = Image.open(png).convert("RGB").getcolors(maxcolors=1 << 22)
+    return any(max(abs(a - b) for a, b in zip(c, want)) <= tol for _, c in colours)
+
 
 def test_outcomes_page_draws_its_charts_in_a_browser_offline(lake, tmp_path):
     """`dreams outcomes --html` on the recurrence scenario (a mistake that stopped after its memory was
     promoted, one that recurs): the page, opened from disk with networking off, draws both charts — the
     promotion marker and the error-rate line are on screen (pixels of their colours), not only in the DOM."""
-    from PIL import Image
     from typer.testing import CliRunner
 
     from dreaming.cli import app
-    from dreaming.outcomes.charts import COLOURS
     from tests.test_outcomes import build_recurred
 
     chromium = _chromium()
@@ -147,14 +165,8 @@ def test_outcomes_page_draws_its_charts_in_a_browser_offline(lake, tmp_path):
     # the SVG's text is in the rendered DOM: the title, the promotion label, the legend, a pattern
     assert "rates per day, promotions marked" in text and "v2" in text and "error rate" in text, text[:1500]
     assert "most recurring patterns" in text
-    img = Image.open(shot).convert("RGB")
-    colours = {c for _, c in img.getcolors(maxcolors=1 << 20)}
-
-    def near(hex_rgb: str) -> bool:
-        want = tuple(int(hex_rgb[i:i + 2], 16) for i in (1, 3, 5))
-        return any(max(abs(a - b) for a, b in zip(c, want)) <= 12 for c in colours)
-
-    assert near(COLOURS["error rate"]) and near(COLOURS["covered"]), "the lines and bars were not drawn"
+    assert _has_colour(shot, COLOURS["error rate"]) and _has_colour(shot, COLOURS["covered"]), \
+        "the lines and bars were not drawn"
     if keep := os.environ.get("DREAMS_SCREENSHOT_DIR"):
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
